@@ -1,0 +1,171 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+
+	"github.com/caddy-wsgi/caddy-wsgi/workerpool"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("wsgi", parseCaddyfile)
+	// The slot of reverse_proxy and php_fastcgi: after respond, before file_server, so
+	// a site needs no `order` line or `route` block.
+	httpcaddyfile.RegisterDirectiveOrder("wsgi", httpcaddyfile.Before, "file_server")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(WSGI)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	wsgi <app> {
+//	    python           <path>
+//	    venv             <dir>
+//	    chdir            <dir>
+//	    pythonpath       <dir>...
+//	    env              <key> <value>
+//	    workers          <n>
+//	    threads          <n>
+//	    queue_timeout    <duration>
+//	    max_queue        <n>
+//	    buffer_body      <size>
+//	    script_name      <prefix>
+//	    boot_timeout     <duration>
+//	    graceful_timeout <duration>
+//	}
+func (m *WSGI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		m.App = d.Val()
+		if err := workerpool.ValidateAppSpec(m.App); err != nil {
+			return d.Err(err.Error())
+		}
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		if err := m.unmarshalOption(d); err != nil {
+			return err
+		}
+	}
+	if m.App == "" {
+		return d.Err("wsgi needs an app: wsgi module:callable")
+	}
+	return nil
+}
+
+func (m *WSGI) unmarshalOption(d *caddyfile.Dispenser) error {
+	switch opt := d.Val(); opt {
+	case "app":
+		if err := oneArg(d, &m.App); err != nil {
+			return err
+		}
+		if err := workerpool.ValidateAppSpec(m.App); err != nil {
+			return d.Err(err.Error())
+		}
+		return nil
+	case "python":
+		return oneArg(d, &m.Python)
+	case "venv":
+		return oneArg(d, &m.Venv)
+	case "chdir":
+		return oneArg(d, &m.Chdir)
+	case "script_name":
+		return oneArg(d, &m.ScriptName)
+	case "pythonpath":
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.ArgErr()
+		}
+		m.PythonPath = append(m.PythonPath, args...)
+		return nil
+	case "env":
+		args := d.RemainingArgs()
+		if len(args) != 2 {
+			return d.Errf("env needs a name and a value, got %d arguments", len(args))
+		}
+		if m.Env == nil {
+			m.Env = map[string]string{}
+		}
+		m.Env[args[0]] = args[1]
+		return nil
+	case "workers":
+		return positiveInt(d, &m.Workers)
+	case "threads":
+		return positiveInt(d, &m.Threads)
+	case "max_queue":
+		return positiveInt(d, &m.MaxQueue)
+	case "queue_timeout":
+		return duration(d, &m.QueueTimeout)
+	case "boot_timeout":
+		return duration(d, &m.BootTimeout)
+	case "graceful_timeout":
+		return duration(d, &m.GracefulTimeout)
+	case "buffer_body":
+		var s string
+		if err := oneArg(d, &s); err != nil {
+			return err
+		}
+		size, err := humanize.ParseBytes(s)
+		if err != nil || size == 0 || size > 1<<30 {
+			return d.Errf("buffer_body: %q is not a size between 1B and 1GiB", s)
+		}
+		m.BufferBody = int64(size)
+		return nil
+	default:
+		return d.Errf("unrecognized wsgi option %q", opt)
+	}
+}
+
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	opt := d.Val()
+	if !d.NextArg() {
+		return d.Errf("%s needs a value", opt)
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.Errf("%s takes one value", opt)
+	}
+	return nil
+}
+
+func positiveInt(d *caddyfile.Dispenser, dst *int) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return d.Errf("%s: %q is not a positive integer", opt, s)
+	}
+	*dst = n
+	return nil
+}
+
+func duration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return d.Errf("%s: %q is not a positive duration", opt, s)
+	}
+	*dst = caddy.Duration(v)
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*WSGI)(nil)

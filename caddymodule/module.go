@@ -1,0 +1,222 @@
+// Package caddymodule is the Caddy adapter of caddy-wsgi: the http.handlers.wsgi
+// module, its Caddyfile directive, and the pools kept across config reloads. The work
+// is done by workerpool and wsgihandler, which do not know about Caddy.
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-wsgi/caddy-wsgi/workerpool"
+	"github.com/caddy-wsgi/caddy-wsgi/wsgihandler"
+)
+
+// Version is reported in SERVER_SOFTWARE.
+const Version = "0.1.0"
+
+func init() {
+	caddy.RegisterModule(WSGI{})
+}
+
+// WSGI serves a Python WSGI application from a pool of worker processes managed by
+// Caddy, in place of Gunicorn behind a reverse proxy. Each worker is a real Python
+// interpreter (3.9+, a venv's or any other) running a small stdlib-only runtime that
+// ships inside Caddy; Caddy talks to it over inherited socketpairs. Go does all HTTP
+// work; Python builds the environ and runs the app.
+//
+// A pool survives `caddy reload` when its settings are unchanged.
+type WSGI struct {
+	// The application: `module:callable`, `module` (the callable is `application`), or
+	// `module:factory()` to call a factory, optionally with literal arguments.
+	App string `json:"app"`
+
+	// Python interpreter. Default: `<venv>/bin/python` when venv is set, else `python3`
+	// from PATH.
+	Python string `json:"python,omitempty"`
+
+	// Virtualenv directory: its interpreter is used and VIRTUAL_ENV and PATH are set.
+	Venv string `json:"venv,omitempty"`
+
+	// Working directory of the workers, and the first entry of sys.path. Default:
+	// Caddy's working directory.
+	Chdir string `json:"chdir,omitempty"`
+
+	// More directories for sys.path, after chdir.
+	PythonPath []string `json:"pythonpath,omitempty"`
+
+	// Environment variables for the workers, added to the environment they inherit
+	// from Caddy (as Gunicorn's workers do).
+	Env map[string]string `json:"env,omitempty"`
+
+	// Number of worker processes. Default: the number of CPUs.
+	Workers int `json:"workers,omitempty"`
+
+	// Threads per worker process, each serving one request at a time. Default 1.
+	Threads int `json:"threads,omitempty"`
+
+	// How long a request may wait for a free worker thread before it gets 503 with
+	// Retry-After. Default 30s.
+	QueueTimeout caddy.Duration `json:"queue_timeout,omitempty"`
+
+	// How many requests may wait for a worker; more get 503 at once. Default 1000.
+	MaxQueue int `json:"max_queue,omitempty"`
+
+	// Request bodies up to this many bytes are read completely by Caddy before a worker
+	// is chosen, so slow uploads never hold a Python worker, and a chunked body reaches
+	// the app with CONTENT_LENGTH (Django reads chunked bodies as empty otherwise).
+	// Larger bodies stream to wsgi.input. Default 1 MiB.
+	BufferBody int64 `json:"buffer_body,omitempty"`
+
+	// SCRIPT_NAME, the path the app is mounted at. When a request path starts with it,
+	// PATH_INFO is the rest; otherwise (the prefix was removed before Caddy) PATH_INFO
+	// is the whole path. When unset and Caddy stripped a prefix (`handle_path /app/*`),
+	// SCRIPT_NAME is that prefix.
+	ScriptName string `json:"script_name,omitempty"`
+
+	// How long a worker may take to import the app before it is killed and retried.
+	// Default 60s.
+	BootTimeout caddy.Duration `json:"boot_timeout,omitempty"`
+
+	// How long stopping workers may finish their requests. Default 30s.
+	GracefulTimeout caddy.Duration `json:"graceful_timeout,omitempty"`
+
+	poolKey string
+	pool    *workerpool.Pool
+	handler *wsgihandler.Handler
+	logger  *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (WSGI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.wsgi",
+		New: func() caddy.Module { return new(WSGI) },
+	}
+}
+
+// poolConfig is the part of the module that defines a pool: the key for reuse.
+func (m *WSGI) poolConfig(logger *zap.Logger) workerpool.Config {
+	return workerpool.Config{
+		App:             m.App,
+		Python:          m.Python,
+		Venv:            m.Venv,
+		Chdir:           m.Chdir,
+		PythonPath:      m.PythonPath,
+		Env:             m.Env,
+		Workers:         m.Workers,
+		Threads:         m.Threads,
+		QueueTimeout:    time.Duration(m.QueueTimeout),
+		MaxQueue:        m.MaxQueue,
+		BootTimeout:     time.Duration(m.BootTimeout),
+		GracefulTimeout: time.Duration(m.GracefulTimeout),
+		ServerSoftware:  "caddy-wsgi/" + Version,
+		Logger:          logger,
+	}
+}
+
+// Provision starts the pool, or adopts the running one when a reload left its settings
+// unchanged, and waits until a worker has imported the app (or the import failed: the
+// site then answers 503 while the pool retries).
+func (m *WSGI) Provision(ctx caddy.Context) error {
+	m.logger = ctx.Logger()
+	cfg := m.poolConfig(m.logger)
+	keyCfg := cfg
+	keyCfg.Logger = nil
+	key, err := json.Marshal(keyCfg)
+	if err != nil {
+		return fmt.Errorf("wsgi: %w", err)
+	}
+	m.poolKey = string(key)
+	val, loaded, err := pools.LoadOrNew(m.poolKey, func() (caddy.Destructor, error) {
+		p, err := workerpool.New(cfg)
+		if err != nil {
+			return nil, err
+		}
+		p.Start()
+		return poolHolder{p}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("wsgi %s: %w", m.App, err)
+	}
+	m.pool = val.(poolHolder).pool
+	if !loaded {
+		eff := m.pool.Config()
+		wait, cancel := context.WithTimeout(ctx, eff.BootTimeout+5*time.Second)
+		defer cancel()
+		if !m.pool.WaitReady(wait) {
+			m.logger.Error("no worker could start; requests get 503 until one does", zap.String("app", m.App))
+		}
+	}
+	m.handler = wsgihandler.New(m.pool, wsgihandler.Options{
+		BufferBody: m.BufferBody,
+		ScriptName: m.ScriptName,
+		Logger:     m.logger,
+	})
+	return nil
+}
+
+// Validate checks the app spec and the interpreter.
+func (m *WSGI) Validate() error {
+	if err := workerpool.ValidateAppSpec(m.App); err != nil {
+		return fmt.Errorf("wsgi: %w", err)
+	}
+	if m.ScriptName != "" && !strings.HasPrefix(m.ScriptName, "/") {
+		return fmt.Errorf("wsgi: script_name %q must start with /", m.ScriptName)
+	}
+	return nil
+}
+
+// Cleanup releases this config's hold on the pool; the last holder stops it.
+func (m *WSGI) Cleanup() error {
+	if m.poolKey == "" {
+		return nil
+	}
+	_, err := pools.Delete(m.poolKey)
+	return err
+}
+
+// ServeHTTP runs the request through a worker. The WSGI app is the end of the chain:
+// next is never called.
+func (m *WSGI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	m.handler.ServeHTTP(w, r, requestInfo(r, m.ScriptName))
+	return nil
+}
+
+// requestInfo gathers what Caddy knows about r: the client address under
+// trusted_proxies, the request target before rewrites, and a prefix Caddy stripped.
+func requestInfo(r *http.Request, scriptName string) wsgihandler.Request {
+	info := wsgihandler.Request{ScriptName: scriptName}
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {
+		info.ClientIP = ip
+	}
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok {
+		info.RawURI = orig.RequestURI
+		if scriptName == "" && orig.URL != nil && orig.URL.Path != r.URL.Path &&
+			strings.HasSuffix(orig.URL.Path, r.URL.Path) {
+			info.ScriptName = strings.TrimSuffix(orig.URL.Path[:len(orig.URL.Path)-len(r.URL.Path)], "/")
+		}
+	}
+	if r.TLS == nil {
+		if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted &&
+			strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+			info.Scheme = "https"
+		}
+	}
+	return info
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*WSGI)(nil)
+	_ caddy.Validator             = (*WSGI)(nil)
+	_ caddy.CleanerUpper          = (*WSGI)(nil)
+	_ caddyhttp.MiddlewareHandler = (*WSGI)(nil)
+)

@@ -1,0 +1,176 @@
+package protocol
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+)
+
+const (
+	readBufSize = 64 << 10
+	// Buffers grown for a large frame are dropped afterwards, so an idle channel keeps
+	// only readBufSize.
+	keepBufSize = 1 << 20
+)
+
+// Conn is Caddy's end of one worker channel: it reads frames (with any file descriptors
+// the worker attached) and writes frames. Reads are done by one goroutine at a time;
+// writes are serialised by a mutex because CANCEL may be sent from another goroutine.
+type Conn struct {
+	uc   *net.UnixConn
+	buf  []byte
+	r, w int
+	oob  []byte
+
+	fdMu sync.Mutex // fds is touched by the reader and by Close
+	fds  []int
+
+	wmu sync.Mutex
+}
+
+// NewConn wraps Caddy's end of a socketpair. It takes ownership of f.
+func NewConn(f *os.File) (*Conn, error) {
+	defer f.Close() // net.FileConn dups the descriptor
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("wrapping worker channel: %w", err)
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("worker channel is a %T, not a unix socket", c)
+	}
+	return &Conn{uc: uc, buf: make([]byte, readBufSize), oob: make([]byte, syscall.CmsgSpace(4*8))}, nil
+}
+
+// Raw returns the underlying socket, for deadlines.
+func (c *Conn) Raw() *net.UnixConn { return c.uc }
+
+// ReadFrame returns the next frame. The payload aliases an internal buffer and is valid
+// until the next call.
+func (c *Conn) ReadFrame() (Type, []byte, error) {
+	if cap(c.buf) > keepBufSize && c.r == c.w {
+		c.buf, c.r, c.w = make([]byte, readBufSize), 0, 0
+	}
+	if err := c.fill(HeaderSize); err != nil {
+		return 0, nil, err
+	}
+	t, n, err := ParseHeader(c.buf[c.r : c.r+HeaderSize])
+	if err != nil {
+		return 0, nil, err
+	}
+	if !knownFromWorker(t) {
+		return 0, nil, violation("unknown frame type 0x%02x", byte(t))
+	}
+	if err := c.fill(HeaderSize + n); err != nil {
+		return 0, nil, err
+	}
+	p := c.buf[c.r+HeaderSize : c.r+HeaderSize+n]
+	c.r += HeaderSize + n
+	return t, p, nil
+}
+
+// fill makes at least n unread bytes available in buf.
+func (c *Conn) fill(n int) error {
+	if c.w-c.r >= n {
+		return nil
+	}
+	if c.r+n > len(c.buf) {
+		// Move the unread tail to the front, growing the buffer for a large frame.
+		nb := c.buf
+		if n > len(c.buf) {
+			nb = make([]byte, n)
+		}
+		c.w = copy(nb, c.buf[c.r:c.w])
+		c.r = 0
+		c.buf = nb
+	}
+	for c.w-c.r < n {
+		m, oobn, flags, _, err := c.uc.ReadMsgUnix(c.buf[c.w:], c.oob)
+		if oobn > 0 {
+			if perr := c.takeRights(c.oob[:oobn]); perr != nil {
+				return perr
+			}
+		}
+		if flags&syscall.MSG_CTRUNC != 0 {
+			return violation("too many file descriptors in one message")
+		}
+		c.w += m
+		if err != nil {
+			return err
+		}
+		if m == 0 {
+			return fmt.Errorf("worker channel closed: %w", os.ErrClosed)
+		}
+	}
+	return nil
+}
+
+func (c *Conn) takeRights(oob []byte) error {
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return violation("bad control message: %v", err)
+	}
+	for i := range msgs {
+		fds, err := syscall.ParseUnixRights(&msgs[i])
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			syscall.CloseOnExec(fd)
+		}
+		c.fdMu.Lock()
+		c.fds = append(c.fds, fds...)
+		c.fdMu.Unlock()
+	}
+	return nil
+}
+
+// TakeFile returns the oldest received descriptor as a file, for a FILE frame.
+func (c *Conn) TakeFile(name string) (*os.File, error) {
+	c.fdMu.Lock()
+	defer c.fdMu.Unlock()
+	if len(c.fds) == 0 {
+		return nil, violation("FILE frame without a file descriptor")
+	}
+	fd := c.fds[0]
+	c.fds = c.fds[1:]
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// Write sends complete frames.
+func (c *Conn) Write(frames []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err := c.uc.Write(frames)
+	return err
+}
+
+// Close closes the channel and any descriptors received but not taken.
+func (c *Conn) Close() error {
+	c.fdMu.Lock()
+	for _, fd := range c.fds {
+		syscall.Close(fd)
+	}
+	c.fds = nil
+	c.fdMu.Unlock()
+	return c.uc.Close()
+}
+
+// Socketpair returns Caddy's end (wrapped) and the worker's end of a new channel.
+func Socketpair() (*Conn, *os.File, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating worker channel: %w", err)
+	}
+	ours := os.NewFile(uintptr(fds[0]), "wsgi-channel")
+	theirs := os.NewFile(uintptr(fds[1]), "wsgi-channel-worker")
+	c, err := NewConn(ours)
+	if err != nil {
+		theirs.Close()
+		return nil, nil, err
+	}
+	return c, theirs, nil
+}

@@ -1,0 +1,1046 @@
+"""caddy-wsgi worker runtime: serves one WSGI app to Caddy over inherited socketpairs.
+
+Caddy starts this file as
+
+    <python> -c <bootstrap> caddy-wsgi-worker <app spec> <config JSON>
+
+with the source on standard input, so importing it must only define things; `main(argv)`
+does the work. The wire protocol is specified in PROTOCOL.md at the repository root. Stdlib
+only, Python 3.9+.
+
+Layout: the frame codec (pure functions, shared with the tests), the WSGI objects
+(wsgi.input stream, FileWrapper, per-request start_response/write), the per-channel serve
+loop, and boot (app loading, threads, READY).
+"""
+
+import array
+import ast
+import importlib
+import io
+import json
+import os
+import socket
+import stat
+import struct
+import sys
+import threading
+import traceback
+
+# ---------------------------------------------------------------------------------------
+# Frame codec
+# ---------------------------------------------------------------------------------------
+
+MAX_PAYLOAD = 16 * 1024 * 1024
+
+# Caddy -> worker
+REQUEST = 0x01
+DATA = 0x02
+CANCEL = 0x03
+# Worker -> Caddy
+HEADERS = 0x10
+BODY = 0x11
+FILE = 0x12
+END = 0x13
+READ = 0x14
+ERROR = 0x15
+LOG = 0x16
+# Boot, worker -> Caddy, channel 0
+READY = 0x20
+BOOT_ERROR = 0x21
+
+FRAME_TYPES = frozenset(
+    (REQUEST, DATA, CANCEL, HEADERS, BODY, FILE, END, READ, ERROR, LOG, READY, BOOT_ERROR))
+# Frames a worker may receive; anything else from Caddy is a protocol violation.
+INBOUND_TYPES = frozenset((REQUEST, DATA, CANCEL))
+# Payload sizes fixed by the protocol, checked on the header so that a bogus length is
+# refused before its payload is read.
+_FIXED_LENGTH = {CANCEL: 0, END: 0, READ: 4, FILE: 16}
+
+FLAG_STREAM = 0x01  # REQUEST: the body is pulled with READ
+FLAG_EOF = 0x01  # DATA: no body after these bytes
+FLAG_ABORTED = 0x02  # DATA: the upload failed or the client left
+FLAG_FINAL = 0x01  # HEADERS: the bytes after the block are the whole body
+
+LOG_INFO, LOG_WARNING, LOG_ERROR = 0, 1, 2
+
+_HEAD = struct.Struct('>IB')  # payload length, type
+_HEAD_FLAGS_U32 = struct.Struct('>IBBI')  # REQUEST/HEADERS head: + flags, u32 E/H
+_HEAD_FLAGS = struct.Struct('>IBB')  # DATA/LOG head: + flags/level
+_FLAGS_U32 = struct.Struct('>BI')
+_U32 = struct.Struct('>I')
+_HEAD_U32 = struct.Struct('>IBI')  # READ frame
+_FILE_PAYLOAD = struct.Struct('>Qq')
+_HEAD_FILE = struct.Struct('>IBQq')
+
+
+class ProtocolError(Exception):
+    """The peer sent something the protocol does not allow."""
+
+
+def frame_head(ftype, length):
+    """The 5-byte frame header."""
+    return _HEAD.pack(length, ftype)
+
+
+def encode_frame(ftype, payload=b''):
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError('frame payload over 16 MiB')
+    return _HEAD.pack(len(payload), ftype) + payload
+
+
+def encode_request(flags, environ, body=b''):
+    """REQUEST from a mapping or a list of (key, value) str pairs (the Caddy side)."""
+    items = environ.items() if hasattr(environ, 'items') else environ
+    env = '\0'.join(s for pair in items for s in pair).encode('latin-1')
+    return _HEAD_FLAGS_U32.pack(5 + len(env) + len(body), REQUEST, flags, len(env)) + env + body
+
+
+def encode_data(flags, data=b''):
+    return _HEAD_FLAGS.pack(1 + len(data), DATA, flags) + data
+
+
+def encode_cancel():
+    return _HEAD.pack(0, CANCEL)
+
+
+def encode_read(n):
+    return _HEAD_U32.pack(4, READ, n)
+
+
+def headers_prefix(flags, block, body_len):
+    """Everything of a HEADERS frame but its body, so big bodies can be sent uncopied."""
+    return _HEAD_FLAGS_U32.pack(5 + len(block) + body_len, HEADERS, flags, len(block)) + block
+
+
+def encode_headers(flags, block, body=b''):
+    return headers_prefix(flags, block, len(body)) + body
+
+
+def encode_body(data):
+    return _HEAD.pack(len(data), BODY) + data
+
+
+def encode_file(offset, count):
+    return _HEAD_FILE.pack(16, FILE, offset, count)
+
+
+def encode_end():
+    return _HEAD.pack(0, END)
+
+
+def _utf8(text, limit):
+    """UTF-8 for a text payload, never failing, cut at `limit` bytes on a character edge."""
+    data = text.encode('utf-8', 'backslashreplace')
+    if len(data) > limit:
+        data = data[:limit].decode('utf-8', 'ignore').encode('utf-8')
+    return data
+
+
+def encode_error(text):
+    return encode_frame(ERROR, _utf8(text, MAX_PAYLOAD))
+
+
+def encode_log(level, text):
+    data = _utf8(text, MAX_PAYLOAD - 1)
+    return _HEAD_FLAGS.pack(1 + len(data), LOG, level) + data
+
+
+def encode_ready(pid, python):
+    return encode_frame(READY, json.dumps({'pid': pid, 'python': python}).encode('ascii'))
+
+
+def encode_boot_error(text):
+    return encode_frame(BOOT_ERROR, _utf8(text, MAX_PAYLOAD))
+
+
+def check_header(length, ftype):
+    """Validate a frame header before its payload is read."""
+    if ftype not in FRAME_TYPES:
+        raise ProtocolError('unknown frame type 0x%02x' % ftype)
+    if length > MAX_PAYLOAD:
+        raise ProtocolError('frame length %d over the 16 MiB limit' % length)
+    fixed = _FIXED_LENGTH.get(ftype)
+    if fixed is not None and length != fixed:
+        raise ProtocolError('frame type 0x%02x needs a %d-byte payload, got %d'
+                            % (ftype, fixed, length))
+
+
+def decode_request(p):
+    """REQUEST payload -> (flags, [key, value, key, value, ...], body bytes).
+
+    `p` may be a memoryview into the receive buffer: everything returned is copied out.
+    """
+    if len(p) < 5:
+        raise ProtocolError('REQUEST payload shorter than 5 bytes')
+    flags, env_len = _FLAGS_U32.unpack_from(p)
+    if flags & ~FLAG_STREAM:
+        raise ProtocolError('REQUEST has unknown flags 0x%02x' % flags)
+    end = 5 + env_len
+    if end > len(p):
+        raise ProtocolError('REQUEST environ length %d past the payload' % env_len)
+    parts = str(p[5:end], 'latin-1').split('\0') if env_len else []
+    if len(parts) & 1:
+        raise ProtocolError('REQUEST environ has a key without a value')
+    body = bytes(p[end:])
+    if flags & FLAG_STREAM and body:
+        raise ProtocolError('REQUEST with STREAM carries body bytes')
+    return flags, parts, body
+
+
+def decode_data(p):
+    """DATA payload -> (flags, bytes)."""
+    if not len(p):
+        raise ProtocolError('empty DATA payload')
+    flags = p[0]
+    if flags & ~(FLAG_EOF | FLAG_ABORTED):
+        raise ProtocolError('DATA has unknown flags 0x%02x' % flags)
+    if flags & FLAG_ABORTED and len(p) > 1:
+        raise ProtocolError('DATA with ABORTED carries bytes')
+    if not flags and len(p) == 1:
+        raise ProtocolError('DATA without EOF carries no bytes')
+    return flags, bytes(p[1:])
+
+
+def _decode_empty(p):
+    return ()
+
+
+def _decode_read(p):
+    (n,) = _U32.unpack(p)
+    if n < 1:
+        raise ProtocolError('READ of 0 bytes')
+    return (n,)
+
+
+def _decode_headers(p):
+    """HEADERS payload -> (flags, status, [(name, value), ...], body)."""
+    if len(p) < 5:
+        raise ProtocolError('HEADERS payload shorter than 5 bytes')
+    flags, block_len = _FLAGS_U32.unpack_from(p)
+    if flags & ~FLAG_FINAL:
+        raise ProtocolError('HEADERS has unknown flags 0x%02x' % flags)
+    end = 5 + block_len
+    if end > len(p):
+        raise ProtocolError('HEADERS block length %d past the payload' % block_len)
+    parts = str(p[5:end], 'latin-1').split('\0')
+    if not len(parts) & 1:
+        raise ProtocolError('HEADERS block has a name without a value')
+    it = iter(parts[1:])
+    return flags, parts[0], list(zip(it, it)), bytes(p[end:])
+
+
+def _decode_body(p):
+    if not len(p):
+        raise ProtocolError('empty BODY')
+    return (bytes(p),)
+
+
+def _decode_file(p):
+    offset, count = _FILE_PAYLOAD.unpack(p)
+    if count < -1:
+        raise ProtocolError('FILE count %d' % count)
+    return offset, count
+
+
+def _decode_text(p):
+    try:
+        return (bytes(p).decode('utf-8'),)
+    except UnicodeDecodeError as e:
+        raise ProtocolError('text payload is not UTF-8: %s' % e)
+
+
+def _decode_log(p):
+    if not len(p):
+        raise ProtocolError('empty LOG payload')
+    if p[0] > LOG_ERROR:
+        raise ProtocolError('LOG level %d' % p[0])
+    return (p[0],) + _decode_text(p[1:])
+
+
+def _decode_ready(p):
+    try:
+        info = json.loads(bytes(p).decode('utf-8'))
+    except (ValueError, RecursionError) as e:
+        raise ProtocolError('READY is not JSON: %s' % e)
+    if (not isinstance(info, dict) or type(info.get('pid')) is not int
+            or not isinstance(info.get('python'), str)):
+        raise ProtocolError('READY needs {"pid": int, "python": str}')
+    return (info,)
+
+
+_DECODERS = {
+    REQUEST: decode_request, DATA: decode_data, CANCEL: _decode_empty,
+    HEADERS: _decode_headers, BODY: _decode_body, FILE: _decode_file, END: _decode_empty,
+    READ: _decode_read, ERROR: _decode_text, LOG: _decode_log,
+    READY: _decode_ready, BOOT_ERROR: _decode_text,
+}
+
+
+def decode_payload(ftype, payload):
+    """Parse the payload of a frame whose header passed check_header -> tuple of fields."""
+    return _DECODERS[ftype](payload)
+
+
+def decode_frame(buf, pos=0):
+    """Decode the frame at buf[pos:] -> (type, fields, end position).
+
+    `buf` must hold the whole frame: a short buffer is a ProtocolError here (the runtime's
+    socket reader waits for more bytes instead).
+    """
+    if len(buf) - pos < 5:
+        raise ProtocolError('truncated frame header')
+    length, ftype = _HEAD.unpack_from(buf, pos)
+    check_header(length, ftype)
+    end = pos + 5 + length
+    if end > len(buf):
+        raise ProtocolError('truncated frame payload')
+    return ftype, decode_payload(ftype, memoryview(buf)[pos + 5:end]), end
+
+
+# ---------------------------------------------------------------------------------------
+# Process-level exits
+# ---------------------------------------------------------------------------------------
+
+def _flush_std():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def _peer_gone():
+    """Caddy closed the channel or died: there is nobody left to serve."""
+    _flush_std()
+    os._exit(0)
+
+
+def _violation(reason):
+    """Caddy broke the protocol: the channel can no longer be trusted, so stop the worker."""
+    try:
+        sys.stderr.write('caddy-wsgi worker %d: protocol violation from Caddy: %s\n'
+                         % (os.getpid(), reason))
+    except Exception:
+        pass
+    _flush_std()
+    os._exit(4)
+
+
+# ---------------------------------------------------------------------------------------
+# WSGI objects
+# ---------------------------------------------------------------------------------------
+
+READ_CHUNK = 65536  # smallest READ, so small reads do not cost a round trip each
+_READ_ALL_CHUNK = 1024 * 1024  # read() keeps everything anyway: fewer round trips
+_MAX_DATA = MAX_PAYLOAD - 1  # DATA carries a flags byte
+_SENDMSG_MIN = 32768  # below this, one copy into a single buffer beats a scatter send
+_MAX_HEADER_BLOCK = MAX_PAYLOAD - 5  # HEADERS: flags + u32 + block must fit one frame
+
+
+class ClientDisconnected(OSError):
+    """The client went away (or its upload failed) while the app was reading or writing."""
+
+
+class ResponseError(Exception):
+    """The app broke the WSGI response contract; its message goes to Caddy as is."""
+
+
+class InputStream:
+    """wsgi.input for STREAM requests: pulls the body from Caddy with READ/DATA."""
+
+    __slots__ = ('_chan', '_buf', '_eof', '_aborted')
+
+    def __init__(self, chan):
+        self._chan = chan
+        self._buf = bytearray()
+        self._eof = False
+        self._aborted = False
+
+    def _pull(self, want):
+        """Append at least one more byte to the buffer, or reach EOF."""
+        if self._aborted:
+            raise ClientDisconnected('the request body was aborted')
+        flags, data = self._chan.read_body(min(max(want, READ_CHUNK), _MAX_DATA))
+        if flags & FLAG_ABORTED:
+            self._aborted = True
+            raise ClientDisconnected('the request body was aborted')
+        self._buf += data
+        if flags & FLAG_EOF:
+            self._eof = True
+
+    def read(self, size=-1):
+        size = _size_arg(size)
+        buf = self._buf
+        if size < 0:
+            while not self._eof:
+                self._pull(_READ_ALL_CHUNK)
+            data = bytes(buf)
+            buf.clear()
+            return data
+        while len(buf) < size and not self._eof:
+            self._pull(size - len(buf))
+        data = bytes(buf[:size])
+        del buf[:size]
+        return data
+
+    def readline(self, size=-1):
+        size = _size_arg(size)
+        buf = self._buf
+        scanned = 0
+        while True:
+            i = buf.find(b'\n', scanned)
+            if i >= 0:
+                end = i + 1
+                break
+            if self._eof or 0 <= size <= len(buf):
+                end = len(buf)
+                break
+            scanned = len(buf)
+            self._pull(READ_CHUNK)
+        if 0 <= size < end:
+            end = size
+        line = bytes(buf[:end])
+        del buf[:end]
+        return line
+
+    def readlines(self, hint=-1):
+        hint = _size_arg(hint)
+        lines = []
+        total = 0
+        for line in self:
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+def _size_arg(size):
+    if size is None:
+        return -1
+    if not isinstance(size, int):
+        raise TypeError('size must be an int or None, not %s' % type(size).__name__)
+    return size
+
+
+class FileWrapper:
+    """wsgi.file_wrapper. Returned as is, a regular file goes to Caddy as one fd (FILE)."""
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+
+    def __iter__(self):
+        read = self.filelike.read
+        blksize = self.blksize
+        while True:
+            data = read(blksize)
+            if not data:
+                return
+            yield data
+
+    def close(self):
+        close = getattr(self.filelike, 'close', None)
+        if close is not None:
+            close()
+
+
+def _sendable_file(wrapper):
+    """(fd, offset) when the wrapped file can be passed to Caddy, else None."""
+    filelike = wrapper.filelike
+    if isinstance(filelike, io.TextIOBase):
+        return None  # tell() is an opaque cookie, and the app wants str semantics anyway
+    try:
+        fd = filelike.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        try:
+            # tell() accounts for read-ahead of buffered files; the raw offset does not.
+            offset = filelike.tell()
+        except (AttributeError, OSError, ValueError):
+            offset = os.lseek(fd, 0, os.SEEK_CUR)
+    except (AttributeError, OSError, ValueError, TypeError):
+        return None
+    if type(offset) is not int or offset < 0:
+        return None
+    return fd, offset
+
+
+def _header_block(status, headers):
+    """The latin-1 HEADERS block, or ResponseError naming what is wrong."""
+    if type(headers) is not list:
+        raise ResponseError('response headers must be a list, not %s' % type(headers).__name__)
+    parts = [status]
+    append = parts.append
+    try:
+        for name, value in headers:
+            append(name)
+            append(value)
+        block = '\0'.join(parts)
+        # A NUL inside an item would shift every later name/value on Caddy's side.
+        if block.count('\0') == len(parts) - 1:
+            data = block.encode('latin-1')
+            if len(data) > _MAX_HEADER_BLOCK:
+                raise ResponseError('response headers exceed the 16 MiB frame limit')
+            return data
+    except (TypeError, ValueError):  # not pairs / not str / not latin-1
+        pass
+    raise ResponseError(_explain_bad_headers(status, headers))
+
+
+def _explain_bad_headers(status, headers):
+    problem = _bad_text(status)
+    if problem:
+        return 'invalid response status %r: %s' % (status, problem)
+    for item in headers:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            return 'invalid response header %r: not a (name, value) tuple' % (item,)
+        for what, text in zip(('name', 'value'), item):
+            problem = _bad_text(text)
+            if problem:
+                return 'invalid response header %r: %s %s' % (item, what, problem)
+    return 'invalid response headers %r' % (headers,)
+
+
+def _bad_text(text):
+    if not isinstance(text, str):
+        return 'is %s, not str' % type(text).__name__
+    if '\0' in text:
+        return 'contains NUL'
+    try:
+        text.encode('latin-1')
+    except UnicodeEncodeError:
+        return 'is not latin-1'
+    return None
+
+
+class _Response:
+    """State of one response: what start_response stored and whether HEADERS went out."""
+
+    __slots__ = ('chan', 'status', 'headers', 'sent')
+
+    def __init__(self, chan):
+        self.chan = chan
+        self.status = None
+        self.headers = None
+        self.sent = False
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info:
+            try:
+                if self.sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # break the frame <-> traceback cycle
+        elif self.status is not None:
+            raise AssertionError('start_response() called twice without exc_info')
+        # Replace, never merge: headers of an error page must not inherit the first call's.
+        self.status = status
+        self.headers = headers
+        return self.write
+
+    def write(self, data):
+        if not isinstance(data, bytes):
+            raise TypeError('write() argument must be bytes, not %s' % type(data).__name__)
+        if data:
+            self.send_block(data)
+        if self.chan.poll_cancel():
+            # Lets an app streaming with write() in a loop stop when the client leaves.
+            raise ClientDisconnected('the client went away')
+
+    def header_block(self):
+        if self.status is None:
+            raise ResponseError('the application did not call start_response()')
+        return _header_block(self.status, self.headers)
+
+    def send_block(self, data):
+        """Send one non-empty body block; the first one carries the headers."""
+        if self.sent:
+            self.chan.send_body(data)
+        else:
+            self.chan.send_headers(0, self.header_block(), data)
+            self.sent = True
+
+
+def _close_result(result):
+    """Call result.close() if it has one -> None, or the traceback text if it raised."""
+    close = getattr(result, 'close', None)
+    if close is None:
+        return None
+    try:
+        close()
+    except Exception:
+        return traceback.format_exc()
+    return None
+
+
+def _error_text():
+    """ERROR text for the exception being handled: our own contract errors need no traceback."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, ResponseError):
+        return str(exc)
+    return traceback.format_exc()
+
+
+# ---------------------------------------------------------------------------------------
+# One channel: receive buffer, sends, serve loop
+# ---------------------------------------------------------------------------------------
+
+_RECV_BUFFER = 256 * 1024
+_END_FRAME = encode_end()
+_SCM_RIGHTS = getattr(socket, 'SCM_RIGHTS', None)
+
+
+class Channel:
+    """Serves one socket, one exchange at a time, on the thread that calls serve()."""
+
+    def __init__(self, sock, app, base_environ):
+        self.sock = sock
+        self.app = app
+        self.base = base_environ
+        self.buf = bytearray(_RECV_BUFFER)
+        self.view = memoryview(self.buf)
+        self.start = 0  # buffered, unparsed bytes are buf[start:end]
+        self.end = 0
+        self.cancelled = False
+
+    # -- receiving -------------------------------------------------------------------
+
+    def _fill(self, need):
+        """Block until `need` (<= buffer size) bytes are buffered."""
+        if self.start + need > len(self.buf):
+            n = self.end - self.start
+            self.buf[:n] = bytes(self.view[self.start:self.end])  # regions may overlap
+            self.start, self.end = 0, n
+        recv_into = self.sock.recv_into
+        while self.end - self.start < need:
+            try:
+                n = recv_into(self.view[self.end:])
+            except OSError:
+                _peer_gone()
+            if not n:
+                _peer_gone()
+            self.end += n
+
+    def recv_frame(self):
+        """Block for the next frame -> (type, payload memoryview valid until the next recv)."""
+        if self.end - self.start < 5:
+            self._fill(5)
+        length, ftype = _HEAD.unpack_from(self.buf, self.start)
+        try:
+            check_header(length, ftype)
+        except ProtocolError as e:
+            _violation(e)
+        if ftype not in INBOUND_TYPES:
+            _violation('frame type 0x%02x is not sent to workers' % ftype)
+        size = 5 + length
+        if self.end - self.start < size:
+            if size > len(self.buf):
+                return ftype, self._recv_big(length)
+            self._fill(size)
+        s = self.start + 5
+        e = self.start = s + length
+        if e == self.end:
+            self.start = self.end = 0
+        return ftype, self.view[s:e]
+
+    def _recv_big(self, length):
+        """A payload larger than the reusable buffer gets its own."""
+        payload = memoryview(bytearray(length))
+        have = self.end - self.start - 5
+        payload[:have] = self.view[self.start + 5:self.end]
+        self.start = self.end = 0
+        while have < length:
+            try:
+                n = self.sock.recv_into(payload[have:])
+            except OSError:
+                _peer_gone()
+            if not n:
+                _peer_gone()
+            have += n
+        return payload
+
+    def poll_cancel(self):
+        """True once Caddy has sent CANCEL for the current exchange; never blocks."""
+        while not self.cancelled:
+            if self.end - self.start >= 5:
+                length, ftype = _HEAD.unpack_from(self.buf, self.start)
+                if ftype != CANCEL or length:
+                    _violation('frame type 0x%02x (length %d) while sending a response'
+                               % (ftype, length))
+                self.start += 5
+                if self.start == self.end:
+                    self.start = self.end = 0
+                self.cancelled = True
+            elif not self._recv_nowait():
+                return False
+        return True
+
+    def _recv_nowait(self):
+        if self.end == len(self.buf):  # only a partial header is buffered: move it down
+            n = self.end - self.start
+            self.buf[:n] = bytes(self.view[self.start:self.end])
+            self.start, self.end = 0, n
+        try:
+            n = self.sock.recv_into(self.view[self.end:], 0, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            _peer_gone()
+        if not n:
+            _peer_gone()
+        self.end += n
+        return True
+
+    def read_body(self, n):
+        """One READ/DATA round trip for wsgi.input -> (flags, bytes)."""
+        if self.cancelled:
+            # Caddy is only draining this exchange; do not ask it for more body.
+            raise ClientDisconnected('the client went away')
+        self.send(encode_read(n))
+        while True:
+            ftype, payload = self.recv_frame()
+            if ftype == DATA:
+                break
+            if ftype == CANCEL:
+                self.cancelled = True  # the DATA answering our READ still comes
+            else:
+                _violation('REQUEST while the previous one is in flight')
+        try:
+            flags, data = decode_data(payload)
+        except ProtocolError as e:
+            _violation(e)
+        if len(data) > n:
+            _violation('DATA of %d bytes answers a READ of %d' % (len(data), n))
+        return flags, data
+
+    # -- sending ---------------------------------------------------------------------
+
+    def send(self, data):
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            _peer_gone()
+
+    def _send_parts(self, head, payload):
+        """Send head + payload without concatenating them (payload is large)."""
+        try:
+            sent = self.sock.sendmsg([head, payload])
+            if sent < len(head):
+                self.sock.sendall(head[sent:])
+                sent = len(head)
+            if sent - len(head) < len(payload):
+                self.sock.sendall(memoryview(payload)[sent - len(head):])
+        except OSError:
+            _peer_gone()
+
+    def send_headers(self, flags, block, body):
+        room = _MAX_HEADER_BLOCK - len(block)  # _header_block() keeps this >= 0
+        if len(body) > room:
+            # Too big for one frame: the rest follows as BODY frames and END closes it.
+            body = memoryview(body)
+            self._send_parts(headers_prefix(0, block, room), body[:room])
+            self.send_body(body[room:])
+            if flags & FLAG_FINAL:
+                self.send(_END_FRAME)
+        elif len(body) < _SENDMSG_MIN:
+            self.send(headers_prefix(flags, block, len(body)) + body)
+        else:
+            self._send_parts(headers_prefix(flags, block, len(body)), body)
+
+    def send_body(self, data):
+        n = len(data)
+        if n < _SENDMSG_MIN:
+            self.send(encode_body(data))
+        elif n <= MAX_PAYLOAD:
+            self._send_parts(frame_head(BODY, n), data)
+        else:
+            view = memoryview(data)
+            for i in range(0, n, MAX_PAYLOAD):
+                self.send_body(view[i:i + MAX_PAYLOAD])
+
+    def send_fd(self, frame, fd):
+        """Send a frame with `fd` attached to its first byte (SCM_RIGHTS)."""
+        try:
+            sent = self.sock.sendmsg(
+                [frame], [(socket.SOL_SOCKET, _SCM_RIGHTS, array.array('i', [fd]))])
+            if sent < len(frame):
+                self.sock.sendall(frame[sent:])
+        except OSError:
+            _peer_gone()
+
+    def log(self, level, text):
+        self.send(encode_log(level, text))
+
+    # -- serving ---------------------------------------------------------------------
+
+    def serve(self):
+        recv = self.recv_frame
+        handle = self.handle
+        while True:
+            ftype, payload = recv()
+            if ftype == REQUEST:
+                try:
+                    request = decode_request(payload)
+                except ProtocolError as e:
+                    _violation(e)
+                handle(*request)
+            # CANCEL or DATA while idle: late news about an exchange that is over.
+
+    def handle(self, flags, parts, body):
+        env = self.base.copy()
+        it = iter(parts)
+        env.update(zip(it, it))
+        env['wsgi.input'] = InputStream(self) if flags & FLAG_STREAM else io.BytesIO(body)
+        self.cancelled = False
+        resp = _Response(self)
+        try:
+            result = self.app(env, resp.start_response)
+        except Exception:
+            self.fail(resp, None)
+            return
+        # Fast path: a list of one bytes becomes a single HEADERS(FINAL) frame.
+        if ((type(result) is list or type(result) is tuple) and len(result) == 1
+                and type(result[0]) is bytes and not resp.sent and resp.status is not None):
+            try:
+                block = _header_block(resp.status, resp.headers)
+            except ResponseError:
+                self.fail(resp, result)
+                return
+            self.send_headers(FLAG_FINAL, block, result[0])
+            return
+        self.stream(resp, result)
+
+    def stream(self, resp, result):
+        """Send any other response; close() runs before the frame that frees the channel."""
+        try:
+            if not (isinstance(result, FileWrapper) and self.send_file(resp, result)):
+                self.iterate(resp, result)
+        except Exception:
+            self.fail(resp, result)
+            return
+        err = _close_result(result)
+        if err is not None:
+            if not resp.sent:
+                self.send(encode_error(err))
+                return
+            # The body is complete: keep the response, but tell Caddy in this exchange.
+            self.log(LOG_WARNING, 'close() of the response iterable raised:\n' + err)
+        self.finish(resp)
+
+    def iterate(self, resp, result):
+        send_block = resp.send_block
+        poll_cancel = self.poll_cancel
+        for block in result:
+            if type(block) is not bytes and not isinstance(block, bytes):
+                raise ResponseError('response body blocks must be bytes, not %s'
+                                    % type(block).__name__)
+            if block:
+                send_block(block)
+            if poll_cancel():
+                return
+
+    def send_file(self, resp, wrapper):
+        """HEADERS + FILE for a wrapped regular file -> False if it must be iterated instead."""
+        found = _sendable_file(wrapper)
+        if found is None:
+            return False
+        fd, offset = found
+        if not resp.sent:
+            self.send_headers(0, resp.header_block(), b'')
+            resp.sent = True
+        self.send_fd(encode_file(offset, -1), fd)
+        return True
+
+    def finish(self, resp):
+        """The frame that ends a response that did not fail."""
+        if resp.sent:
+            self.send(_END_FRAME)
+        elif self.cancelled:
+            self.send(encode_error('the client went away before the response started'))
+        else:
+            try:
+                block = resp.header_block()
+            except ResponseError as e:
+                self.send(encode_error(str(e)))
+                return
+            self.send_headers(FLAG_FINAL, block, b'')
+
+    def fail(self, resp, result):
+        """The app raised (or broke the contract): close the iterable, then send ERROR."""
+        text = _error_text()
+        if result is not None:
+            err = _close_result(result)
+            if err is not None:
+                text += '\nthen close() of the response iterable raised:\n' + err
+        self.send(encode_error(text))
+
+
+# ---------------------------------------------------------------------------------------
+# Boot
+# ---------------------------------------------------------------------------------------
+
+def load_app(spec):
+    """Resolve `module`, `module:attr.path`, `module:factory()` or `module:factory(literals)`."""
+    module_name, sep, expr = spec.partition(':')
+    if not sep:
+        expr = 'application'
+    if not module_name or not expr.strip():
+        raise ValueError('invalid app spec %r: expected module:callable' % spec)
+    try:
+        node = ast.parse(expr.strip(), mode='eval').body
+    except SyntaxError:
+        raise ValueError('invalid app spec %r: cannot parse %r' % (spec, expr))
+    call = None
+    if isinstance(node, ast.Call):
+        call = node
+        node = node.func
+    path = _dotted(node, spec)
+    args, kwargs = _literal_args(call, spec) if call is not None else (None, None)
+    obj = importlib.import_module(module_name)
+    for i, name in enumerate(path):
+        try:
+            obj = getattr(obj, name)
+        except AttributeError:
+            raise AttributeError('app spec %r: %s has no attribute %r'
+                                 % (spec, '.'.join([module_name] + path[:i]), name))
+    if args is not None:
+        obj = obj(*args, **kwargs)
+    if not callable(obj):
+        raise TypeError('app spec %r resolved to %r, which is not callable' % (spec, obj))
+    return obj
+
+
+def _dotted(node, spec):
+    names = []
+    while isinstance(node, ast.Attribute):
+        names.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        raise ValueError('invalid app spec %r: expected a dotted name' % spec)
+    names.append(node.id)
+    return names[::-1]
+
+
+def _literal_args(call, spec):
+    try:
+        args = [ast.literal_eval(a) for a in call.args]
+        kwargs = {}
+        for kw in call.keywords:
+            if kw.arg is None:
+                raise ValueError('**kwargs')
+            kwargs[kw.arg] = ast.literal_eval(kw.value)
+    except ValueError:
+        raise ValueError('invalid app spec %r: factory arguments must be literals' % spec)
+    return args, kwargs
+
+
+def _base_environ(config):
+    """The constant part of every environ, built once per thread."""
+    return {
+        'wsgi.version': (1, 0),
+        'wsgi.errors': sys.stderr,
+        'wsgi.multithread': config['threads'] > 1,
+        'wsgi.multiprocess': config['multiprocess'],
+        'wsgi.run_once': False,
+        'wsgi.input_terminated': True,
+        'wsgi.file_wrapper': FileWrapper,
+        'SERVER_SOFTWARE': config['server_software'],
+    }
+
+
+def _parse_config(text):
+    config = json.loads(text)
+    if not isinstance(config, dict):
+        raise ValueError('config must be a JSON object')
+    config = {
+        'threads': config.get('threads', 1),
+        'multiprocess': config.get('multiprocess', False),
+        'server_software': config.get('server_software', 'caddy-wsgi'),
+        'pythonpath': config.get('pythonpath') or [],
+    }
+    if type(config['threads']) is not int or config['threads'] < 1:
+        raise ValueError('config threads must be an int >= 1')
+    if not isinstance(config['pythonpath'], list) or not all(
+            isinstance(p, str) for p in config['pythonpath']):
+        raise ValueError('config pythonpath must be a list of str')
+    return config
+
+
+def _serve_forever(chan):
+    """Thread body: a crash of the serve loop itself must not leave Caddy waiting."""
+    try:
+        chan.serve()
+    except BaseException:
+        try:
+            sys.stderr.write('caddy-wsgi worker %d: serve loop crashed:\n%s'
+                             % (os.getpid(), traceback.format_exc()))
+        except Exception:
+            pass
+        _flush_std()
+        os._exit(1)
+
+
+def _redirect_stdin():
+    fd = os.open(os.devnull, os.O_RDONLY)
+    if fd != 0:
+        os.dup2(fd, 0)
+        os.close(fd)
+
+
+def main(argv):
+    _redirect_stdin()
+    sys.stdout.reconfigure(line_buffering=True)
+    if len(argv) != 3 or argv[0] != 'caddy-wsgi-worker':
+        sys.stderr.write('usage: caddy-wsgi-worker <app spec> <config JSON>\n')
+        os._exit(2)
+    spec, config_text = argv[1], argv[2]
+    sys.argv = ['caddy-wsgi-worker']
+    try:
+        boot_sock = socket.socket(fileno=3)
+    except OSError as e:
+        sys.stderr.write('caddy-wsgi worker: no channel on fd 3: %s\n' % e)
+        os._exit(3)
+    try:
+        config = _parse_config(config_text)
+        sys.path[:0] = [os.getcwd()] + config['pythonpath']
+        socks = [boot_sock] + [socket.socket(fileno=3 + i) for i in range(1, config['threads'])]
+        app = load_app(spec)
+    except BaseException:  # SystemExit from an app import is a boot failure too
+        _boot_failed(boot_sock, traceback.format_exc())
+    chans = []
+    for sock in socks:
+        sock.setblocking(True)  # the serve loop relies on blocking sends and receives
+        chans.append(Channel(sock, app, _base_environ(config)))
+    for chan in chans[1:]:
+        threading.Thread(target=_serve_forever, args=(chan,), daemon=True,
+                         name='caddy-wsgi-%d' % chan.sock.fileno()).start()
+    python = '%d.%d.%d' % sys.version_info[:3]
+    chans[0].send(encode_ready(os.getpid(), python))
+    _serve_forever(chans[0])
+
+
+def _boot_failed(sock, text):
+    try:
+        sys.stderr.write(text)
+    except Exception:
+        pass
+    try:
+        sock.sendall(encode_boot_error(text))
+    except OSError:
+        pass
+    _flush_std()
+    os._exit(3)
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])

@@ -1,0 +1,111 @@
+// Package workerpool runs and supervises a pool of Python WSGI worker processes and
+// dispatches requests to their idle threads. It has no Caddy imports: the Caddy module
+// is a thin adapter over it.
+package workerpool
+
+import (
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Config describes a pool. Zero values take the documented defaults (see Defaults).
+type Config struct {
+	App        string            // module:callable, module, or module:factory(...)
+	Python     string            // interpreter; default <Venv>/bin/python or python3 from PATH
+	Venv       string            // virtualenv directory
+	Chdir      string            // working directory, first entry of sys.path
+	PythonPath []string          // more sys.path entries
+	Env        map[string]string // added to the inherited environment
+	Workers    int               // processes; default runtime.NumCPU()
+	Threads    int               // threads (and channels) per process; default 1
+
+	QueueTimeout    time.Duration // how long a request may wait for a free thread; default 30s
+	MaxQueue        int           // waiting requests beyond this get ErrQueueFull; default 1000
+	BootTimeout     time.Duration // how long an import may take; default 60s
+	GracefulTimeout time.Duration // how long Stop waits for running requests; default 30s
+
+	ServerSoftware string // SERVER_SOFTWARE
+	Logger         *zap.Logger
+}
+
+// Defaults returns c with every unset field given its default.
+func (c Config) Defaults() Config {
+	if c.Workers <= 0 {
+		c.Workers = runtime.NumCPU()
+	}
+	if c.Threads <= 0 {
+		c.Threads = 1
+	}
+	if c.QueueTimeout <= 0 {
+		c.QueueTimeout = 30 * time.Second
+	}
+	if c.MaxQueue <= 0 {
+		c.MaxQueue = 1000
+	}
+	if c.BootTimeout <= 0 {
+		c.BootTimeout = 60 * time.Second
+	}
+	if c.GracefulTimeout <= 0 {
+		c.GracefulTimeout = 30 * time.Second
+	}
+	if c.ServerSoftware == "" {
+		c.ServerSoftware = "caddy-wsgi"
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
+// appSpecPattern accepts module, module:name.attr, and module:factory(literal args).
+var appSpecPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*` +
+	`(:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(\(.*\))?)?$`)
+
+// ValidateAppSpec reports a malformed app spec.
+func ValidateAppSpec(spec string) error {
+	if spec == "" {
+		return errors.New("app spec is empty; want module:callable")
+	}
+	if !appSpecPattern.MatchString(spec) {
+		return fmt.Errorf("malformed app spec %q; want module, module:callable or module:factory()", spec)
+	}
+	return nil
+}
+
+// Interpreter resolves the Python executable to run.
+func (c Config) Interpreter() (string, error) {
+	python := c.Python
+	if python == "" && c.Venv != "" {
+		python = filepath.Join(c.Venv, "bin", "python")
+	}
+	if python == "" {
+		python = "python3"
+	}
+	path, err := exec.LookPath(python)
+	if err != nil {
+		return "", fmt.Errorf("python interpreter %q: %w", python, err)
+	}
+	return path, nil
+}
+
+// Validate checks what can be checked without starting Python.
+func (c Config) Validate() error {
+	if err := ValidateAppSpec(c.App); err != nil {
+		return err
+	}
+	if c.Workers < 0 || c.Threads < 0 || c.MaxQueue < 0 {
+		return errors.New("workers, threads and max_queue must not be negative")
+	}
+	if c.Threads > 256 {
+		return fmt.Errorf("threads %d is more than 256", c.Threads)
+	}
+	_, err := c.Interpreter()
+	return err
+}

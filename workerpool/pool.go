@@ -1,0 +1,294 @@
+package workerpool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/caddy-wsgi/caddy-wsgi/protocol"
+	"go.uber.org/zap"
+)
+
+// Errors returned by Acquire. All mean "answer 503 with Retry-After".
+var (
+	ErrQueueTimeout = errors.New("no worker became free within the queue timeout")
+	ErrQueueFull    = errors.New("request queue is full")
+	ErrUnavailable  = errors.New("no worker is running: the app fails to start")
+	ErrClosed       = errors.New("worker pool is stopped")
+)
+
+// Slot is one worker thread's channel, handed to exactly one request at a time.
+type Slot struct {
+	conn   *protocol.Conn
+	worker *worker
+}
+
+// Conn is the channel to talk PROTOCOL.md over.
+func (s *Slot) Conn() *protocol.Conn { return s.conn }
+
+// PID is the worker's process id, for logs.
+func (s *Slot) PID() int { return s.worker.pid }
+
+// Pool is a supervised set of worker processes with a dispatch queue.
+type Pool struct {
+	cfg    Config
+	log    *zap.Logger
+	python string
+	env    []string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // supervisors
+
+	mu       sync.Mutex
+	idle     []*Slot
+	waiters  waitQueue
+	workers  map[*worker]struct{}
+	failing  bool // the latest boot of every position failed and none is running
+	bootErrs int  // positions whose latest boot failed
+	closed   bool
+	inflight sync.WaitGroup
+	ready    chan struct{} // closed at the first READY or the first boot failure
+	readyOne sync.Once
+}
+
+// New validates cfg and returns a pool that is not started yet.
+func New(cfg Config) (*Pool, error) {
+	cfg = cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	python, _ := cfg.Interpreter()
+	return &Pool{
+		cfg:     cfg,
+		log:     cfg.Logger.With(zap.String("app", cfg.App)),
+		python:  python,
+		env:     workerEnv(cfg),
+		workers: make(map[*worker]struct{}),
+		ready:   make(chan struct{}),
+	}, nil
+}
+
+// Config returns the effective configuration.
+func (p *Pool) Config() Config { return p.cfg }
+
+// Start launches the supervisors, one per worker position.
+func (p *Pool) Start() {
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	for i := 0; i < p.cfg.Workers; i++ {
+		p.wg.Add(1)
+		go p.supervise(i)
+	}
+}
+
+// WaitReady blocks until a worker is ready or the first boot failed, or ctx ends.
+// It reports whether a worker is serving.
+func (p *Pool) WaitReady(ctx context.Context) bool {
+	select {
+	case <-p.ready:
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.workers) > 0
+}
+
+func (p *Pool) markReady() { p.readyOne.Do(func() { close(p.ready) }) }
+
+// Acquire returns an idle slot, waiting in the queue up to QueueTimeout.
+func (p *Pool) Acquire(ctx context.Context) (*Slot, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if s := p.takeIdleLocked(); s != nil {
+		p.inflight.Add(1)
+		p.mu.Unlock()
+		return s, nil
+	}
+	if p.failing {
+		p.mu.Unlock()
+		return nil, ErrUnavailable
+	}
+	if p.waiters.len() >= p.cfg.MaxQueue {
+		p.mu.Unlock()
+		return nil, ErrQueueFull
+	}
+	w := &waiter{ch: make(chan *Slot, 1)}
+	p.waiters.push(w)
+	p.mu.Unlock()
+
+	timer := time.NewTimer(p.cfg.QueueTimeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case s := <-w.ch:
+		return p.handed(s)
+	case <-timer.C:
+		err = ErrQueueTimeout
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	p.mu.Lock()
+	removed := p.waiters.remove(w)
+	p.mu.Unlock()
+	if !removed {
+		// A slot (or a refusal) was handed over while we gave up: take it after all.
+		return p.handed(<-w.ch)
+	}
+	return nil, err
+}
+
+// handed turns what a waiter received into Acquire's result; nil means the pool failed.
+func (p *Pool) handed(s *Slot) (*Slot, error) {
+	if s == nil {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.closed {
+			return nil, ErrClosed
+		}
+		return nil, ErrUnavailable
+	}
+	return s, nil
+}
+
+// takeIdleLocked picks an idle slot of the least busy worker.
+func (p *Pool) takeIdleLocked() *Slot {
+	best := -1
+	for i := len(p.idle) - 1; i >= 0; i-- {
+		s := p.idle[i]
+		if best < 0 || s.worker.busy < p.idle[best].worker.busy {
+			best = i
+			if s.worker.busy == 0 {
+				break
+			}
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	s := p.idle[best]
+	p.idle = append(p.idle[:best], p.idle[best+1:]...)
+	s.worker.busy++
+	return s
+}
+
+// Release gives a slot back. healthy=false means its channel can no longer be trusted
+// (a protocol violation or an I/O error): the worker is killed and replaced.
+func (p *Pool) Release(s *Slot, healthy bool) {
+	w := s.worker
+	w.served.Add(1)
+	if !healthy && !w.dead.Load() {
+		p.log.Warn("killing worker after a broken exchange", zap.Int("pid", w.pid))
+		w.kill()
+	}
+	p.mu.Lock()
+	w.busy--
+	if !w.dead.Load() {
+		p.offerLocked(s)
+	}
+	p.mu.Unlock()
+	p.inflight.Done()
+}
+
+// offerLocked hands s to the first waiter, or puts it on the idle list.
+func (p *Pool) offerLocked(s *Slot) {
+	if wt := p.waiters.pop(); wt != nil {
+		s.worker.busy++
+		p.inflight.Add(1)
+		wt.ch <- s
+		return
+	}
+	p.idle = append(p.idle, s)
+}
+
+// addWorker makes a ready worker's slots available.
+func (p *Pool) addWorker(w *worker) {
+	p.mu.Lock()
+	p.workers[w] = struct{}{}
+	p.failing = false
+	for _, s := range w.slots {
+		p.offerLocked(s)
+	}
+	p.mu.Unlock()
+	p.markReady()
+}
+
+// removeWorker forgets an exited worker and its idle slots; busy ones fail on their own.
+func (p *Pool) removeWorker(w *worker) {
+	p.mu.Lock()
+	delete(p.workers, w)
+	kept := p.idle[:0]
+	for _, s := range p.idle {
+		if s.worker != w {
+			kept = append(kept, s)
+		}
+	}
+	for i := len(kept); i < len(p.idle); i++ {
+		p.idle[i] = nil
+	}
+	p.idle = kept
+	p.mu.Unlock()
+}
+
+// bootFailed records a failed boot; when nothing runs, queued requests get 503 now
+// instead of waiting out the queue timeout.
+func (p *Pool) bootFailed(failed bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if failed {
+		p.bootErrs++
+	} else {
+		p.bootErrs--
+	}
+	p.failing = len(p.workers) == 0 && p.bootErrs > 0
+	if p.failing {
+		for wt := p.waiters.pop(); wt != nil; wt = p.waiters.pop() {
+			wt.ch <- nil
+		}
+	}
+	if failed {
+		p.markReady()
+	}
+}
+
+// Stop stops taking requests, lets running ones finish within GracefulTimeout (or until
+// ctx ends), then stops every worker and waits for the processes to exit.
+func (p *Pool) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	for wt := p.waiters.pop(); wt != nil; wt = p.waiters.pop() {
+		wt.ch <- nil
+	}
+	p.mu.Unlock()
+	if p.cancel == nil {
+		return nil
+	}
+
+	drained := make(chan struct{})
+	go func() { p.inflight.Wait(); close(drained) }()
+	grace := time.NewTimer(p.cfg.GracefulTimeout)
+	defer grace.Stop()
+	select {
+	case <-drained:
+	case <-grace.C:
+		p.log.Warn("graceful timeout: stopping workers with requests still running")
+	case <-ctx.Done():
+	}
+	p.cancel()
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("worker pool for %s: supervisors did not stop", p.cfg.App)
+	}
+}

@@ -1,0 +1,323 @@
+// Package wsgihandler turns HTTP requests into WSGI exchanges with a worker (see
+// PROTOCOL.md) and applies the server-side rules of PEP 3333. It has no Caddy imports.
+package wsgihandler
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/caddy-wsgi/caddy-wsgi/protocol"
+	"github.com/caddy-wsgi/caddy-wsgi/workerpool"
+	"go.uber.org/zap"
+)
+
+// DefaultBufferBody is how much of a request body Go reads before choosing a worker.
+const DefaultBufferBody = 1 << 20
+
+// Handler serves HTTP requests with a worker pool.
+type Handler struct {
+	pool       *workerpool.Pool
+	bufferBody int64
+	scriptName string
+	log        *zap.Logger
+	keys       headerKeys
+	writers    sync.Pool // *protocol.RequestWriter
+}
+
+// Options configures a Handler.
+type Options struct {
+	// BufferBody: request bodies up to this size are read completely before a worker is
+	// chosen (a slow upload never holds a worker) and reach the app with CONTENT_LENGTH
+	// even when they came chunked. Larger bodies stream to wsgi.input. Default 1 MiB.
+	BufferBody int64
+	// ScriptName is the SCRIPT_NAME when Request.ScriptName is empty.
+	ScriptName string
+	Logger     *zap.Logger
+}
+
+// New returns a Handler over pool.
+func New(pool *workerpool.Pool, opts Options) *Handler {
+	if opts.BufferBody <= 0 {
+		opts.BufferBody = DefaultBufferBody
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	h := &Handler{
+		pool:       pool,
+		bufferBody: opts.BufferBody,
+		scriptName: opts.ScriptName,
+		log:        opts.Logger,
+		keys:       newHeaderKeys(),
+	}
+	h.writers.New = func() any { return new(protocol.RequestWriter) }
+	return h
+}
+
+// ServeHTTP runs one request through a worker. It returns after the response is written.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, info Request) {
+	if strings.IndexByte(r.URL.Path, 0) >= 0 || strings.IndexByte(info.ScriptName, 0) >= 0 {
+		http.Error(w, "Bad Request: NUL in path", http.StatusBadRequest)
+		return
+	}
+	in, err := h.readBody(r)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			http.Error(w, "Request Entity Too Large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		if r.Context().Err() == nil {
+			http.Error(w, "Bad Request: incomplete body", http.StatusBadRequest)
+		}
+		return
+	}
+
+	fw := h.writers.Get().(*protocol.RequestWriter)
+	defer h.writers.Put(fw)
+	var flags byte
+	if in.stream != nil {
+		flags = protocol.RequestStream
+	}
+	fw.Begin(flags)
+	if err := h.writeEnviron(fw, r, info, in.length, in.stream != nil); err != nil {
+		http.Error(w, "Bad Request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	frame, err := fw.Finish(in.buffered)
+	if err != nil {
+		http.Error(w, "Request Entity Too Large", http.StatusRequestEntityTooLarge)
+		return
+	}
+
+	slot, err := h.pool.Acquire(r.Context())
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	ex := exchange{h: h, w: w, r: r, conn: slot.Conn(), body: in.stream,
+		log: h.log.With(zap.Int("pid", slot.PID()), zap.String("method", r.Method), zap.String("uri", r.RequestURI))}
+	healthy := ex.run(frame)
+	h.pool.Release(slot, healthy)
+	if ex.abort {
+		// The response was already started: make the client see a broken response,
+		// never a complete-looking one (HTTP/1.1: no last chunk; HTTP/2: RST_STREAM).
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// unavailable answers a request no worker could take.
+func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		return // the client left while queued
+	}
+	retry := "1"
+	if errors.Is(err, workerpool.ErrUnavailable) || errors.Is(err, workerpool.ErrClosed) {
+		retry = "5"
+	}
+	h.log.Warn("no worker available", zap.String("method", r.Method), zap.String("uri", r.RequestURI), zap.Error(err))
+	w.Header().Set("Retry-After", retry)
+	http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
+}
+
+// requestBody is what Go read of a request body before dispatch.
+type requestBody struct {
+	buffered []byte    // the whole body, when it fit in BufferBody
+	stream   io.Reader // the body to stream with READ, when it did not
+	length   int64     // CONTENT_LENGTH, or -1
+}
+
+func (h *Handler) readBody(r *http.Request) (requestBody, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		if r.ContentLength == 0 && len(r.Header["Content-Length"]) > 0 {
+			return requestBody{length: 0}, nil
+		}
+		return requestBody{length: -1}, nil
+	}
+	if r.ContentLength > h.bufferBody {
+		return requestBody{stream: r.Body, length: r.ContentLength}, nil
+	}
+	limit := h.bufferBody + 1
+	if r.ContentLength >= 0 {
+		limit = r.ContentLength + 1
+	}
+	buf := make([]byte, 0, min(limit, 64<<10))
+	for int64(len(buf)) < limit {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Body.Read(buf[len(buf):min(int64(cap(buf)), limit)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return requestBody{buffered: buf, length: int64(len(buf))}, nil
+		}
+		if err != nil {
+			return requestBody{}, err
+		}
+	}
+	if r.ContentLength >= 0 {
+		return requestBody{buffered: buf[:r.ContentLength], length: r.ContentLength}, nil
+	}
+	// Chunked and larger than BufferBody: stream what was read, then the rest.
+	return requestBody{stream: io.MultiReader(strings.NewReader(string(buf)), r.Body), length: -1}, nil
+}
+
+// exchange is one request/response over a worker channel, driven by the frames the
+// worker sends (PROTOCOL.md).
+type exchange struct {
+	h    *Handler
+	w    http.ResponseWriter
+	r    *http.Request
+	conn *protocol.Conn
+	body io.Reader // streamed request body, or nil
+	log  *zap.Logger
+
+	code       int
+	hasBody    bool  // the response may carry a body
+	header     http.Header // the app's headers, copied to w at commit
+	pending    bool        // headers accepted but WriteHeader not called yet
+	started    bool  // HEADERS received
+	written    bool  // WriteHeader called
+	remaining  int64 // bytes the app's Content-Length still allows, or -1
+	discard    bool  // stop writing: client gone or response already failed
+	abort      bool  // the handler must abort the HTTP response
+	bodyEOF    bool
+	cancelOnce sync.Once
+}
+
+// run drives the exchange until the worker ends it. It reports whether the channel is
+// still in a known state (false: the worker must be replaced).
+func (ex *exchange) run(frame []byte) bool {
+	cancelled := make(chan struct{})
+	stop := context.AfterFunc(ex.r.Context(), func() {
+		defer close(cancelled)
+		ex.cancel()
+	})
+	defer func() {
+		if !stop() {
+			<-cancelled // the CANCEL must be on the wire before the channel is reused
+		}
+	}()
+	if err := ex.conn.Write(frame); err != nil {
+		return ex.workerLost(err)
+	}
+	for {
+		t, p, err := ex.conn.ReadFrame()
+		if err != nil {
+			return ex.workerLost(err)
+		}
+		done, err := ex.handle(t, p)
+		if err != nil {
+			ex.log.Error("worker broke the protocol", zap.Error(err))
+			ex.fail(http.StatusBadGateway)
+			return false
+		}
+		if done {
+			ex.finish()
+			return true
+		}
+	}
+}
+
+// cancel tells the worker the client is gone, once.
+func (ex *exchange) cancel() {
+	ex.cancelOnce.Do(func() {
+		ex.conn.Write(protocol.AppendFrame(nil, protocol.TypeCancel, nil))
+	})
+}
+
+// handle processes one frame; done means the exchange is over.
+func (ex *exchange) handle(t protocol.Type, p []byte) (done bool, err error) {
+	switch t {
+	case protocol.TypeRead:
+		n, err := protocol.DecodeRead(p)
+		if err != nil {
+			return false, err
+		}
+		return false, ex.answerRead(n)
+	case protocol.TypeHeaders:
+		if ex.started {
+			return false, errors.New("second HEADERS frame")
+		}
+		hd, err := protocol.DecodeHeaders(p)
+		if err != nil {
+			return false, err
+		}
+		ex.started = true
+		ex.startResponse(hd)
+		if hd.Final {
+			ex.writeBody(hd.Body, false)
+			return true, nil
+		}
+		ex.writeBody(hd.Body, true)
+		return false, nil
+	case protocol.TypeBody:
+		if !ex.started {
+			return false, errors.New("BODY before HEADERS")
+		}
+		ex.writeBody(p, true)
+		return false, nil
+	case protocol.TypeFile:
+		if !ex.started {
+			return false, errors.New("FILE before HEADERS")
+		}
+		return false, ex.sendFile(p)
+	case protocol.TypeEnd:
+		if !ex.started {
+			return false, errors.New("END before HEADERS")
+		}
+		return true, nil
+	case protocol.TypeError:
+		ex.log.Error("application error", zap.String("traceback", string(p)))
+		if ex.written {
+			ex.abort = true
+		} else {
+			ex.fail(http.StatusInternalServerError)
+		}
+		return true, nil
+	case protocol.TypeLog:
+		level, text, err := protocol.DecodeLog(p)
+		if err != nil {
+			return false, err
+		}
+		ex.logFromWorker(level, text)
+		return false, nil
+	}
+	return false, errors.New("unexpected frame during a request")
+}
+
+func (ex *exchange) logFromWorker(level byte, text string) {
+	switch level {
+	case 0:
+		ex.log.Info(text)
+	case 1:
+		ex.log.Warn(text)
+	default:
+		ex.log.Error(text)
+	}
+}
+
+// workerLost handles a channel that failed mid-exchange: the worker died or broke.
+func (ex *exchange) workerLost(err error) bool {
+	ex.log.Error("worker lost during request", zap.Error(err))
+	ex.fail(http.StatusBadGateway)
+	return false
+}
+
+// fail answers with an error status, or aborts when the response has begun.
+func (ex *exchange) fail(code int) {
+	if ex.written {
+		ex.abort = true
+		return
+	}
+	ex.pending = false
+	ex.written = true
+	if ex.r.Context().Err() != nil {
+		return // nobody to tell
+	}
+	http.Error(ex.w, http.StatusText(code), code)
+}

@@ -1,0 +1,184 @@
+package wsgihandler
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/caddy-wsgi/caddy-wsgi/protocol"
+	"go.uber.org/zap"
+)
+
+// startResponse validates the app's status and headers. Nothing is written yet: the
+// headers go out with the first body bytes, a FILE, or the end of the response.
+func (ex *exchange) startResponse(hd protocol.Headers) {
+	code, err := parseStatus(hd.Status)
+	header := http.Header{}
+	var dropped []string
+	if err == nil {
+		dropped, err = applyHeaders(header, hd.Fields)
+	}
+	if err != nil {
+		ex.log.Error("invalid response from application", zap.Error(err))
+		ex.fail(http.StatusInternalServerError)
+		ex.discard = true
+		if !hd.Final {
+			ex.cancel() // stop the app producing a body nobody will see
+		}
+		return
+	}
+	if len(dropped) > 0 {
+		ex.log.Warn("dropped hop-by-hop response headers set by the application", zap.Strings("headers", dropped))
+	}
+	ex.code, ex.header, ex.pending = code, header, true
+	ex.hasBody = bodyAllowed(ex.r.Method, code)
+	ex.remaining = -1
+	if cl := header["Content-Length"]; len(cl) == 1 {
+		ex.remaining, _ = strconv.ParseInt(cl[0], 10, 64)
+	}
+}
+
+// commit sends the status line and headers.
+func (ex *exchange) commit() {
+	if !ex.pending {
+		return
+	}
+	ex.pending = false
+	ex.written = true
+	dst := ex.w.Header()
+	for k, v := range ex.header {
+		dst[k] = v
+	}
+	ex.w.WriteHeader(ex.code)
+}
+
+// writeBody writes one block. flush: more may follow, so the client gets it now
+// (server-sent events, PEP 3333's "no buffering"). A block that is the whole body sets
+// Content-Length so the connection can be kept alive without chunking.
+func (ex *exchange) writeBody(b []byte, flush bool) {
+	if ex.discard {
+		return
+	}
+	if ex.pending && !flush && ex.remaining < 0 && ex.hasBody {
+		ex.header["Content-Length"] = []string{strconv.Itoa(len(b))}
+		ex.remaining = int64(len(b))
+	}
+	ex.commit()
+	if len(b) == 0 || !ex.hasBody {
+		return
+	}
+	if ex.remaining >= 0 {
+		if int64(len(b)) > ex.remaining {
+			ex.log.Warn("application sent more bytes than its Content-Length; truncated")
+			b = b[:ex.remaining]
+		}
+		ex.remaining -= int64(len(b))
+	}
+	if _, err := ex.w.Write(b); err != nil {
+		ex.clientGone(err)
+		return
+	}
+	if flush {
+		if err := http.NewResponseController(ex.w).Flush(); err != nil {
+			ex.clientGone(err)
+		}
+	}
+}
+
+// clientGone stops writing and tells the worker to stop producing.
+func (ex *exchange) clientGone(err error) {
+	ex.log.Debug("client went away during the response", zap.Error(err))
+	ex.discard = true
+	ex.cancel()
+}
+
+// finish ends a response that produced no body.
+func (ex *exchange) finish() {
+	if ex.discard {
+		return
+	}
+	ex.commit()
+	if ex.remaining > 0 && ex.hasBody {
+		ex.log.Warn("application sent fewer bytes than its Content-Length", zap.Int64("missing", ex.remaining))
+		ex.abort = true
+	}
+}
+
+// sendFile copies a file the worker passed over SCM_RIGHTS (wsgi.file_wrapper). On a
+// plain TCP connection Go uses sendfile(2).
+func (ex *exchange) sendFile(p []byte) error {
+	f, err := ex.conn.TakeFile("wsgi.file_wrapper")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fr, err := protocol.DecodeFile(p)
+	if err != nil {
+		return err
+	}
+	if ex.discard {
+		return nil
+	}
+	n := fr.Count
+	if n < 0 {
+		st, err := f.Stat()
+		if err != nil {
+			ex.log.Error("file_wrapper: cannot stat file", zap.Error(err))
+			ex.fail(http.StatusInternalServerError)
+			ex.discard = true
+			return nil
+		}
+		n = max(st.Size()-fr.Offset, 0)
+	}
+	if ex.remaining >= 0 {
+		n = min(n, ex.remaining)
+	} else if ex.pending && ex.hasBody {
+		// A known length lets Go use sendfile instead of chunked encoding.
+		ex.header["Content-Length"] = []string{strconv.FormatInt(n, 10)}
+		ex.remaining = n
+	}
+	ex.commit()
+	if !ex.hasBody || n == 0 {
+		return nil
+	}
+	if _, err := f.Seek(fr.Offset, io.SeekStart); err != nil {
+		ex.log.Error("file_wrapper: cannot seek", zap.Error(err))
+		ex.abort = true
+		ex.discard = true
+		return nil
+	}
+	copied, err := io.Copy(ex.w, io.LimitReader(f, n))
+	if ex.remaining >= 0 {
+		ex.remaining -= copied
+	}
+	if err != nil {
+		ex.clientGone(err)
+	}
+	return nil
+}
+
+// answerRead sends up to n bytes of the streamed request body.
+func (ex *exchange) answerRead(n int) error {
+	var frame []byte
+	switch {
+	case ex.body == nil || ex.bodyEOF:
+		frame = protocol.DataFrame(nil, protocol.DataEOF, nil)
+	default:
+		buf := make([]byte, min(n, 256<<10))
+		m, err := io.ReadAtLeast(ex.body, buf, 1)
+		var flags byte
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) && m > 0:
+			flags = protocol.DataEOF
+			ex.bodyEOF = true
+		default:
+			ex.log.Info("request body read failed", zap.Error(err))
+			flags, m = protocol.DataAborted, 0
+			ex.bodyEOF = true
+		}
+		frame = protocol.DataFrame(make([]byte, 0, protocol.HeaderSize+1+m), flags, buf[:m])
+	}
+	return ex.conn.Write(frame)
+}
