@@ -999,7 +999,8 @@ def _redirect_stdin():
 
 def main(argv):
     _redirect_stdin()
-    sys.stdout.reconfigure(line_buffering=True)
+    if sys.stdout is not None:  # print() lines must reach Caddy's log as they happen
+        sys.stdout.reconfigure(line_buffering=True)
     if len(argv) != 3 or argv[0] != 'caddy-wsgi-worker':
         sys.stderr.write('usage: caddy-wsgi-worker <app spec> <config JSON>\n')
         os._exit(2)

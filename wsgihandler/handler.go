@@ -272,7 +272,12 @@ func (ex *exchange) handle(t protocol.Type, p []byte) (done bool, err error) {
 		}
 		return true, nil
 	case protocol.TypeError:
-		ex.log.Error("application error", zap.String("traceback", string(p)))
+		if ex.discard && ex.r.Context().Err() != nil {
+			// The worker stopped because we cancelled: expected, not an app failure.
+			ex.log.Debug("request ended after the client left", zap.String("reason", string(p)))
+		} else {
+			ex.log.Error("application error", zap.String("traceback", string(p)))
+		}
 		if ex.written {
 			ex.abort = true
 		} else {

@@ -1,0 +1,229 @@
+package workerpool
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/caddy-wsgi/caddy-wsgi/protocol"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+func startPool(t *testing.T, cfg Config) (*Pool, *observer.ObservedLogs) {
+	t.Helper()
+	core, logs := observer.New(zap.DebugLevel)
+	cfg.Logger = zap.New(core)
+	if cfg.Chdir == "" {
+		cfg.Chdir = "testdata"
+	}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Start()
+	t.Cleanup(func() { p.Stop(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p.WaitReady(ctx)
+	return p, logs
+}
+
+// roundTrip sends a minimal GET over the slot and returns the response body.
+func roundTrip(t *testing.T, s *Slot) string {
+	t.Helper()
+	var w protocol.RequestWriter
+	w.Begin(0)
+	w.Add("REQUEST_METHOD", "GET")
+	w.Add("PATH_INFO", "/")
+	frame, _ := w.Finish(nil)
+	if err := s.Conn().Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	typ, p, err := s.Conn().ReadFrame()
+	if err != nil || typ != protocol.TypeHeaders {
+		t.Fatalf("frame %v, %v", typ, err)
+	}
+	h, err := protocol.DecodeHeaders(p)
+	if err != nil || !h.Final || h.Status != "200 OK" {
+		t.Fatalf("headers %+v, %v", h, err)
+	}
+	return string(h.Body)
+}
+
+func TestDispatchAndQueue(t *testing.T) {
+	p, _ := startPool(t, Config{App: "apps:application", Workers: 2, QueueTimeout: 300 * time.Millisecond})
+	ctx := context.Background()
+	waitWorkers(t, p, 2)
+	a, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.PID() == b.PID() {
+		t.Fatal("two idle workers, yet both requests went to the same one")
+	}
+	if roundTrip(t, a) == roundTrip(t, b) {
+		t.Fatal("both slots answered from one process")
+	}
+	start := time.Now()
+	if _, err := p.Acquire(ctx); !errors.Is(err, ErrQueueTimeout) {
+		t.Fatalf("third acquire: %v, want ErrQueueTimeout", err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Fatalf("queue timeout after %s, want about 300ms", d)
+	}
+	// A waiter gets the slot released while it waits.
+	go func() { time.Sleep(50 * time.Millisecond); p.Release(a, true) }()
+	c, err := p.Acquire(ctx)
+	if err != nil || c != a {
+		t.Fatalf("queued acquire got %v, %v; want the released slot", c, err)
+	}
+	p.Release(b, true)
+	p.Release(c, true)
+}
+
+func TestMaxQueue(t *testing.T) {
+	p, _ := startPool(t, Config{App: "apps:application", Workers: 1, MaxQueue: 1, QueueTimeout: time.Second})
+	s, err := p.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Release(s, true)
+	go func() { // fills the queue, then gives back what it gets
+		if q, err := p.Acquire(context.Background()); err == nil {
+			p.Release(q, true)
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if _, err := p.Acquire(context.Background()); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("got %v, want ErrQueueFull", err)
+	}
+}
+
+func TestDeadWorkerIsReplaced(t *testing.T) {
+	p, logs := startPool(t, Config{App: "apps:application", Workers: 1})
+	s, err := p.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldPID := s.PID()
+	p.Release(s, true)
+	syscall.Kill(oldPID, syscall.SIGKILL)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		s, err := p.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid := s.PID()
+		alive := s.worker.dead.Load() == false
+		p.Release(s, true)
+		if pid != oldPID && alive {
+			if logs.FilterMessage("worker exited; replacing it").Len() == 0 {
+				t.Fatal("the worker's death was not logged")
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("the killed worker was not replaced")
+}
+
+func TestBootErrorIsLoggedAndFailsFast(t *testing.T) {
+	p, logs := startPool(t, Config{App: "broken:application", Workers: 1})
+	if _, err := p.Acquire(context.Background()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("got %v, want ErrUnavailable", err)
+	}
+	entries := logs.FilterMessage("worker failed to import the app").All()
+	if len(entries) == 0 {
+		t.Fatal("no boot failure logged")
+	}
+	tb := entries[0].ContextMap()["traceback"].(string)
+	if !strings.Contains(tb, "Traceback") || !strings.Contains(tb, "database unreachable") {
+		t.Fatalf("traceback missing from the log: %q", tb)
+	}
+	// Backoff: the next attempts are spaced out and logged.
+	deadline := time.Now().Add(5 * time.Second)
+	for logs.FilterMessage("restarting worker after backoff").Len() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no retry with backoff")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestStopLeavesNoProcess(t *testing.T) {
+	p, _ := startPool(t, Config{App: "apps:application", Workers: 2, Threads: 2})
+	pids := waitWorkers(t, p, 2)
+	if err := p.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Fatalf("worker %d still runs after Stop", pid)
+		}
+	}
+	if _, err := p.Acquire(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("acquire after stop: %v", err)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	if backoff(1) != 100*time.Millisecond || backoff(2) != 200*time.Millisecond || backoff(30) != 5*time.Second {
+		t.Fatalf("backoff: %s %s %s", backoff(1), backoff(2), backoff(30))
+	}
+}
+
+func TestValidateAppSpec(t *testing.T) {
+	for _, ok := range []string{"app", "pkg.mod:app", "a:b.c", "app:create_app()", "m:f('x', 1)"} {
+		if err := ValidateAppSpec(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", ":app", "foo:", "a b", "foo:bar(", "1mod:app", "a::b"} {
+		if err := ValidateAppSpec(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestWorkerEnvInheritsAndOverrides(t *testing.T) {
+	t.Setenv("WSGI_POOL_TEST_INHERITED", "yes")
+	env := workerEnv(Config{Env: map[string]string{"HOME": "/override"}, Venv: "/opt/venv"})
+	joined := "\n" + strings.Join(env, "\n") + "\n"
+	for _, want := range []string{"\nWSGI_POOL_TEST_INHERITED=yes\n", "\nHOME=/override\n", "\nVIRTUAL_ENV=/opt/venv\n", "\nPATH=/opt/venv/bin:"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("worker env lacks %q", strings.TrimSpace(want))
+		}
+	}
+	if strings.Count(joined, "\nHOME=") != 1 {
+		t.Error("HOME appears twice")
+	}
+}
+
+// waitWorkers waits until n workers are ready and returns their pids.
+func waitWorkers(t *testing.T, p *Pool, n int) []int {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		var pids []int
+		for w := range p.workers {
+			pids = append(pids, w.pid)
+		}
+		p.mu.Unlock()
+		if len(pids) >= n {
+			return pids
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%d workers not ready in time", n)
+	return nil
+}
