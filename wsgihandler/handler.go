@@ -177,14 +177,14 @@ type exchange struct {
 	log  *zap.Logger
 
 	code       int
-	hasBody    bool  // the response may carry a body
+	hasBody    bool        // the response may carry a body
 	header     http.Header // the app's headers, copied to w at commit
 	pending    bool        // headers accepted but WriteHeader not called yet
-	started    bool  // HEADERS received
-	written    bool  // WriteHeader called
-	remaining  int64 // bytes the app's Content-Length still allows, or -1
-	discard    bool  // stop writing: client gone or response already failed
-	abort      bool  // the handler must abort the HTTP response
+	started    bool        // HEADERS received
+	written    bool        // WriteHeader called
+	remaining  int64       // bytes the app's Content-Length still allows, or -1
+	discard    bool        // stop writing: client gone or response already failed
+	abort      bool        // the handler must abort the HTTP response
 	bodyEOF    bool
 	cancelOnce sync.Once
 }
