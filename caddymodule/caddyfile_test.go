@@ -1,0 +1,86 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"os"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+func parse(t *testing.T, input string) (*WSGI, error) {
+	t.Helper()
+	m := new(WSGI)
+	err := m.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+	return m, err
+}
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	m, err := parse(t, `wsgi mysite.wsgi:application {
+		python /usr/bin/python3.12
+		venv /srv/venv
+		chdir /srv/app
+		pythonpath /a /b
+		env A 1
+		env B "two words"
+		workers 4
+		threads 2
+		queue_timeout 5s
+		max_queue 10
+		buffer_body 2MiB
+		script_name /app
+		boot_timeout 1m
+		graceful_timeout 10s
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(m)
+	want := `{"app":"mysite.wsgi:application","python":"/usr/bin/python3.12","venv":"/srv/venv","chdir":"/srv/app","pythonpath":["/a","/b"],"env":{"A":"1","B":"two words"},"workers":4,"threads":2,"queue_timeout":5000000000,"max_queue":10,"buffer_body":2097152,"script_name":"/app","boot_timeout":60000000000,"graceful_timeout":10000000000}`
+	if string(got) != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestUnmarshalCaddyfileErrorsNameTheLine(t *testing.T) {
+	for input, want := range map[string]string{
+		"wsgi foo:":                          "malformed app spec",
+		"wsgi :app":                          "malformed app spec",
+		"wsgi foo:bar(":                      "malformed app spec",
+		"wsgi":                               "needs an app",
+		"wsgi a b":                           "wrong argument count",
+		"wsgi app {\n\n  workers zero\n}":    "Testfile:3",
+		"wsgi app {\n  workers 0\n}":         "not a positive integer",
+		"wsgi app {\n  bogus 1\n}":           `unrecognized wsgi option "bogus"`,
+		"wsgi app {\n  env A\n}":             "env needs a name and a value",
+		"wsgi app {\n  buffer_body x\n}":     "buffer_body",
+		"wsgi app {\n  queue_timeout -1s\n}": "positive duration",
+	} {
+		_, err := parse(t, input)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got error %v, want one containing %q", input, err, want)
+		}
+	}
+}
+
+// TestExampleDocumentsEveryOption keeps Caddyfile.example and the struct in step: every
+// JSON field of WSGI must appear as an option in the example.
+func TestExampleDocumentsEveryOption(t *testing.T) {
+	example, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ := reflect.TypeOf(WSGI{})
+	for i := 0; i < typ.NumField(); i++ {
+		tag := strings.Split(typ.Field(i).Tag.Get("json"), ",")[0]
+		if tag == "" || tag == "-" || tag == "app" {
+			continue
+		}
+		if !regexp.MustCompile(`(?m)^\s*(# )?` + tag + ` `).Match(example) {
+			t.Errorf("option %q is not documented in Caddyfile.example", tag)
+		}
+	}
+}
