@@ -41,6 +41,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    script_name      <prefix>
 //	    boot_timeout     <duration>
 //	    graceful_timeout <duration>
+//	    timeout          <duration>|0
+//	    max_requests     <n>
+//	    max_requests_jitter <n>
+//	    max_lifetime     <duration>
+//	    max_lifetime_jitter <duration>
+//	    max_rss          <size>
+//	    name             <name>
 //	}
 func (m *WSGI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -111,6 +118,41 @@ func (m *WSGI) unmarshalOption(d *caddyfile.Dispenser) error {
 		return duration(d, &m.BootTimeout)
 	case "graceful_timeout":
 		return duration(d, &m.GracefulTimeout)
+	case "timeout":
+		var t caddy.Duration
+		if d.CountRemainingArgs() == 1 && d.NextArg() {
+			if d.Val() == "0" || d.Val() == "off" {
+				m.Timeout = &t
+				return nil
+			}
+			d.Prev()
+		}
+		if err := duration(d, &t); err != nil {
+			return err
+		}
+		m.Timeout = &t
+		return nil
+	case "max_requests":
+		return count(d, &m.MaxRequests)
+	case "max_requests_jitter":
+		return count(d, &m.MaxRequestsJitter)
+	case "max_lifetime":
+		return duration(d, &m.MaxLifetime)
+	case "max_lifetime_jitter":
+		return duration(d, &m.MaxLifetimeJitter)
+	case "max_rss":
+		var s string
+		if err := oneArg(d, &s); err != nil {
+			return err
+		}
+		size, err := humanize.ParseBytes(s)
+		if err != nil || size == 0 {
+			return d.Errf("max_rss: %q is not a size", s)
+		}
+		m.MaxRSS = int64(size)
+		return nil
+	case "name":
+		return oneArg(d, &m.Name)
 	case "buffer_body":
 		var s string
 		if err := oneArg(d, &s); err != nil {
@@ -148,6 +190,20 @@ func positiveInt(d *caddyfile.Dispenser, dst *int) error {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 {
 		return d.Errf("%s: %q is not a positive integer", opt, s)
+	}
+	*dst = n
+	return nil
+}
+
+func count(d *caddyfile.Dispenser, dst *int64) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return d.Errf("%s: %q is not a non-negative integer", opt, s)
 	}
 	*dst = n
 	return nil

@@ -88,6 +88,30 @@ type WSGI struct {
 	// How long stopping workers may finish their requests. Default 30s.
 	GracefulTimeout caddy.Duration `json:"graceful_timeout,omitempty"`
 
+	// Per-request deadline, in every mode (threads included): the time to the first
+	// response block, and then between blocks, so a steady stream (server-sent events)
+	// is not cut. Past it the stacks of all the worker's threads are logged with the
+	// request, the worker is killed and replaced, and the client gets 504. Default 30s;
+	// 0 disables.
+	Timeout *caddy.Duration `json:"timeout,omitempty"`
+
+	// Recycle a worker after this many requests, plus a random 0..max_requests_jitter
+	// so workers do not all recycle at once. The replacement is ready before the old
+	// worker stops taking requests. 0 (default): never.
+	MaxRequests       int64 `json:"max_requests,omitempty"`
+	MaxRequestsJitter int64 `json:"max_requests_jitter,omitempty"`
+
+	// Recycle a worker this long after it started, plus a random 0..max_lifetime_jitter.
+	MaxLifetime       caddy.Duration `json:"max_lifetime,omitempty"`
+	MaxLifetimeJitter caddy.Duration `json:"max_lifetime_jitter,omitempty"`
+
+	// Recycle a worker whose resident memory passes this many bytes (checked every
+	// second; the worker finishes its running requests first). 0 (default): never.
+	MaxRSS int64 `json:"max_rss,omitempty"`
+
+	// Name of the pool in the admin API and metrics. Default: the app spec.
+	Name string `json:"name,omitempty"`
+
 	poolKey string
 	pool    *workerpool.Pool
 	handler *wsgihandler.Handler
@@ -105,21 +129,38 @@ func (WSGI) CaddyModule() caddy.ModuleInfo {
 // poolConfig is the part of the module that defines a pool: the key for reuse.
 func (m *WSGI) poolConfig(logger *zap.Logger) workerpool.Config {
 	return workerpool.Config{
-		App:             m.App,
-		Python:          m.Python,
-		Venv:            m.Venv,
-		Chdir:           m.Chdir,
-		PythonPath:      m.PythonPath,
-		Env:             m.Env,
-		Workers:         m.Workers,
-		Threads:         m.Threads,
-		QueueTimeout:    time.Duration(m.QueueTimeout),
-		MaxQueue:        m.MaxQueue,
-		BootTimeout:     time.Duration(m.BootTimeout),
-		GracefulTimeout: time.Duration(m.GracefulTimeout),
-		ServerSoftware:  "caddy-wsgi/" + Version,
-		Logger:          logger,
+		App:               m.App,
+		Python:            m.Python,
+		Venv:              m.Venv,
+		Chdir:             m.Chdir,
+		PythonPath:        m.PythonPath,
+		Env:               m.Env,
+		Workers:           m.Workers,
+		Threads:           m.Threads,
+		QueueTimeout:      time.Duration(m.QueueTimeout),
+		MaxQueue:          m.MaxQueue,
+		BootTimeout:       time.Duration(m.BootTimeout),
+		GracefulTimeout:   time.Duration(m.GracefulTimeout),
+		Timeout:           timeout(m.Timeout),
+		MaxRequests:       m.MaxRequests,
+		MaxRequestsJitter: m.MaxRequestsJitter,
+		MaxLifetime:       time.Duration(m.MaxLifetime),
+		MaxLifetimeJitter: time.Duration(m.MaxLifetimeJitter),
+		MaxRSS:            m.MaxRSS,
+		ServerSoftware:    "caddy-wsgi/" + Version,
+		Logger:            logger,
 	}
+}
+
+// timeout maps the option to the pool's convention: unset is the default, 0 is off.
+func timeout(d *caddy.Duration) time.Duration {
+	switch {
+	case d == nil:
+		return 0
+	case *d <= 0:
+		return -1
+	}
+	return time.Duration(*d)
 }
 
 // Provision starts the pool, or adopts the running one when a reload left its settings

@@ -967,7 +967,10 @@ def _parse_config(text):
         'multiprocess': config.get('multiprocess', False),
         'server_software': config.get('server_software', 'caddy-wsgi'),
         'pythonpath': config.get('pythonpath') or [],
+        'dump_fd': config.get('dump_fd'),
     }
+    if config['dump_fd'] is not None and type(config['dump_fd']) is not int:
+        raise ValueError('config dump_fd must be an int')
     if type(config['threads']) is not int or config['threads'] < 1:
         raise ValueError('config threads must be an int >= 1')
     if not isinstance(config['pythonpath'], list) or not all(
@@ -1015,6 +1018,8 @@ def main(argv):
         config = _parse_config(config_text)
         sys.path[:0] = [os.getcwd()] + config['pythonpath']
         socks = [boot_sock] + [socket.socket(fileno=3 + i) for i in range(1, config['threads'])]
+        if config['dump_fd'] is not None:
+            _install_stack_dump(config['dump_fd'])
         app = load_app(spec)
     except BaseException:  # SystemExit from an app import is a boot failure too
         _boot_failed(boot_sock, traceback.format_exc())
@@ -1028,6 +1033,20 @@ def main(argv):
     python = '%d.%d.%d' % sys.version_info[:3]
     chans[0].send(encode_ready(os.getpid(), python))
     _serve_forever(chans[0])
+
+
+_dump_file = None
+
+
+def _install_stack_dump(fd):
+    """Before Caddy kills a stuck worker it sends SIGUSR1: faulthandler then writes every
+    thread's stack to fd from C, so the dump works in an infinite loop, in a long sleep, and
+    while C code holds the GIL."""
+    global _dump_file
+    import faulthandler
+    import signal
+    _dump_file = os.fdopen(fd, 'w', closefd=False)
+    faulthandler.register(signal.SIGUSR1, file=_dump_file, all_threads=True)
 
 
 def _boot_failed(sock, text):

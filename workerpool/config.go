@@ -31,6 +31,17 @@ type Config struct {
 	BootTimeout     time.Duration // how long an import may take; default 60s
 	GracefulTimeout time.Duration // how long Stop waits for running requests; default 30s
 
+	// Timeout is the per-request deadline: time to the first response block, and then
+	// between blocks. Past it the worker's stacks are logged, it is killed and replaced,
+	// and the client gets 504. Default 30s; negative disables.
+	Timeout time.Duration
+
+	MaxRequests       int64         // recycle a worker after this many requests (0: never)
+	MaxRequestsJitter int64         // plus a random 0..jitter, so workers do not recycle together
+	MaxLifetime       time.Duration // recycle a worker this long after it started (0: never)
+	MaxLifetimeJitter time.Duration
+	MaxRSS            int64 // recycle a worker whose resident memory passes this (bytes; 0: never)
+
 	ServerSoftware string // SERVER_SOFTWARE
 	Logger         *zap.Logger
 }
@@ -54,6 +65,9 @@ func (c Config) Defaults() Config {
 	}
 	if c.GracefulTimeout <= 0 {
 		c.GracefulTimeout = 30 * time.Second
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 30 * time.Second
 	}
 	if c.ServerSoftware == "" {
 		c.ServerSoftware = "caddy-wsgi"
@@ -92,7 +106,9 @@ func (c Config) Interpreter() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("python interpreter %q: %w", python, err)
 	}
-	return path, nil
+	// Relative paths count from Caddy's working directory, like chdir and venv; the
+	// worker runs in chdir, where a relative path would mean something else.
+	return filepath.Abs(path)
 }
 
 // Validate checks what can be checked without starting Python.
@@ -100,8 +116,9 @@ func (c Config) Validate() error {
 	if err := ValidateAppSpec(c.App); err != nil {
 		return err
 	}
-	if c.Workers < 0 || c.Threads < 0 || c.MaxQueue < 0 {
-		return errors.New("workers, threads and max_queue must not be negative")
+	if c.Workers < 0 || c.Threads < 0 || c.MaxQueue < 0 || c.MaxRequests < 0 ||
+		c.MaxRequestsJitter < 0 || c.MaxLifetime < 0 || c.MaxLifetimeJitter < 0 || c.MaxRSS < 0 {
+		return errors.New("workers, threads, max_queue and the recycling limits must not be negative")
 	}
 	if c.Threads > 256 {
 		return fmt.Errorf("threads %d is more than 256", c.Threads)

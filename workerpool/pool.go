@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddy-wsgi/caddy-wsgi/protocol"
@@ -21,8 +22,38 @@ var (
 
 // Slot is one worker thread's channel, handed to exactly one request at a time.
 type Slot struct {
-	conn   *protocol.Conn
-	worker *worker
+	conn    *protocol.Conn
+	worker  *worker
+	current atomic.Pointer[Activity]
+}
+
+// Activity is what a slot is doing, for the admin API.
+type Activity struct {
+	Request string
+	Since   time.Time
+}
+
+// Begin records the request the slot now serves.
+func (s *Slot) Begin(request string) { s.current.Store(&Activity{Request: request, Since: time.Now()}) }
+
+// KillStuck handles a request past its deadline: the worker's thread stacks are
+// logged in one entry with the request, and the worker is killed (its supervisor
+// replaces it). The caller answers 504 and releases the slot as unhealthy.
+func (p *Pool) KillStuck(s *Slot, request string, elapsed time.Duration) {
+	w := s.worker
+	stacks := w.dumpStacks()
+	p.log.Error("request timed out; killing the worker",
+		zap.Int("pid", w.pid), zap.String("request", request), zap.Duration("elapsed", elapsed),
+		zap.Duration("timeout", p.cfg.Timeout), zap.String("stacks", stacks))
+	reason := ReasonTimeout
+	w.stopReason.Store(&reason)
+	w.kill()
+}
+
+func (p *Pool) countRestart(reason string) {
+	p.mu.Lock()
+	p.restarts[reason]++
+	p.mu.Unlock()
 }
 
 // Conn is the channel to talk PROTOCOL.md over.
@@ -38,9 +69,9 @@ type Pool struct {
 	python string
 	env    []string
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // supervisors
+	wg        sync.WaitGroup       // supervisors
+	positions []context.CancelFunc // one per worker position; guarded by mu
+	restarts  map[string]int64     // by reason; guarded by mu
 
 	mu       sync.Mutex
 	idle     []*Slot
@@ -62,12 +93,13 @@ func New(cfg Config) (*Pool, error) {
 	}
 	python, _ := cfg.Interpreter()
 	return &Pool{
-		cfg:     cfg,
-		log:     cfg.Logger.With(zap.String("app", cfg.App)),
-		python:  python,
-		env:     workerEnv(cfg),
-		workers: make(map[*worker]struct{}),
-		ready:   make(chan struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger.With(zap.String("app", cfg.App)),
+		python:   python,
+		env:      workerEnv(cfg),
+		workers:  make(map[*worker]struct{}),
+		restarts: make(map[string]int64),
+		ready:    make(chan struct{}),
 	}, nil
 }
 
@@ -76,10 +108,17 @@ func (p *Pool) Config() Config { return p.cfg }
 
 // Start launches the supervisors, one per worker position.
 func (p *Pool) Start() {
-	p.ctx, p.cancel = context.WithCancel(context.Background())
-	for i := 0; i < p.cfg.Workers; i++ {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.startPositionsLocked(p.cfg.Workers)
+}
+
+func (p *Pool) startPositionsLocked(n int) {
+	for len(p.positions) < n {
+		ctx, cancel := context.WithCancel(context.Background())
+		p.positions = append(p.positions, cancel)
 		p.wg.Add(1)
-		go p.supervise(i)
+		go p.supervise(ctx, len(p.positions)-1)
 	}
 }
 
@@ -180,10 +219,15 @@ func (p *Pool) takeIdleLocked() *Slot {
 // (a protocol violation or an I/O error): the worker is killed and replaced.
 func (p *Pool) Release(s *Slot, healthy bool) {
 	w := s.worker
-	w.served.Add(1)
+	s.current.Store(nil)
+	served := w.served.Add(1)
 	if !healthy && !w.dead.Load() {
 		p.log.Warn("killing worker after a broken exchange", zap.Int("pid", w.pid))
+		reason := ReasonBroken
+		w.stopReason.CompareAndSwap(nil, &reason)
 		w.kill()
+	} else if w.maxRequests > 0 && served == w.maxRequests {
+		w.requestRecycle(ReasonMaxRequests)
 	}
 	p.mu.Lock()
 	w.busy--
@@ -217,8 +261,9 @@ func (p *Pool) addWorker(w *worker) {
 	p.markReady()
 }
 
-// removeWorker forgets an exited worker and its idle slots; busy ones fail on their own.
+// removeWorker takes w out of dispatch: its idle slots go, busy ones are not put back.
 func (p *Pool) removeWorker(w *worker) {
+	w.dead.Store(true)
 	p.mu.Lock()
 	delete(p.workers, w)
 	kept := p.idle[:0]
@@ -267,10 +312,9 @@ func (p *Pool) Stop(ctx context.Context) error {
 	for wt := p.waiters.pop(); wt != nil; wt = p.waiters.pop() {
 		wt.ch <- nil
 	}
+	positions := p.positions
+	p.positions = nil
 	p.mu.Unlock()
-	if p.cancel == nil {
-		return nil
-	}
 
 	drained := make(chan struct{})
 	go func() { p.inflight.Wait(); close(drained) }()
@@ -282,13 +326,15 @@ func (p *Pool) Stop(ctx context.Context) error {
 		p.log.Warn("graceful timeout: stopping workers with requests still running")
 	case <-ctx.Done():
 	}
-	p.cancel()
+	for _, cancel := range positions {
+		cancel()
+	}
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
-	case <-time.After(10 * time.Second):
+	case <-time.After(p.cfg.GracefulTimeout + 10*time.Second):
 		return fmt.Errorf("worker pool for %s: supervisors did not stop", p.cfg.App)
 	}
 }

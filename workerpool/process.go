@@ -25,13 +25,28 @@ type worker struct {
 	pid     int
 	cmd     *exec.Cmd
 	slots   []*Slot
+	dump    *os.File      // read end of the stack-dump pipe (faulthandler on SIGUSR1)
 	busy    int           // slots handed out; guarded by Pool.mu
 	exited  chan struct{} // closed when the process has been reaped
 	exitErr error         // set before exited is closed
-	dead    atomic.Bool   // no new requests: exited, broken or being stopped
+	dead    atomic.Bool   // no new requests: exited, broken, retiring or stopped
 	served  atomic.Int64
 	started time.Time
+
+	maxRequests int64       // recycle after this many requests (0: never)
+	recycle     chan string // a reason to replace this worker; buffered, first one wins
+	stopReason  atomic.Pointer[string]
 }
+
+// requestRecycle asks the supervisor to replace w, once; it never blocks.
+func (w *worker) requestRecycle(reason string) {
+	select {
+	case w.recycle <- reason:
+	default:
+	}
+}
+
+var errBootTimeout = errors.New("app import did not finish within boot_timeout")
 
 // BootError is a failed import, with the worker's traceback.
 type BootError struct{ Traceback string }
@@ -44,6 +59,7 @@ func (e *BootError) Error() string {
 // workerConfig is the JSON the runtime reads from argv (see PROTOCOL.md).
 type workerConfig struct {
 	Threads        int      `json:"threads"`
+	DumpFD         int      `json:"dump_fd"`
 	Multiprocess   bool     `json:"multiprocess"`
 	ServerSoftware string   `json:"server_software"`
 	PythonPath     []string `json:"pythonpath"`
@@ -54,6 +70,7 @@ func (p *Pool) spawn() (*worker, error) {
 	cfg := p.cfg
 	wc, err := json.Marshal(workerConfig{
 		Threads:        cfg.Threads,
+		DumpFD:         3 + cfg.Threads,
 		Multiprocess:   cfg.Workers > 1,
 		ServerSoftware: cfg.ServerSoftware,
 		PythonPath:     absPaths(cfg.PythonPath),
@@ -61,7 +78,7 @@ func (p *Pool) spawn() (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{exited: make(chan struct{})}
+	w := &worker{exited: make(chan struct{}), recycle: make(chan string, 1), maxRequests: p.requestLimit()}
 	var childEnds []*os.File
 	defer func() {
 		for _, f := range childEnds {
@@ -77,6 +94,14 @@ func (p *Pool) spawn() (*worker, error) {
 		childEnds = append(childEnds, theirs)
 		w.slots = append(w.slots, &Slot{conn: conn, worker: w})
 	}
+
+	dumpR, dumpW, err := os.Pipe()
+	if err != nil {
+		w.closeSlots()
+		return nil, err
+	}
+	w.dump = dumpR
+	childEnds = append(childEnds, dumpW)
 
 	cmd := exec.Command(p.python, "-c", pyruntime.Bootstrap, "caddy-wsgi-worker", cfg.App, string(wc))
 	cmd.Dir = cfg.Chdir
@@ -129,6 +154,9 @@ func (p *Pool) spawn() (*worker, error) {
 	}()
 
 	if err := w.awaitReady(cfg.BootTimeout); err != nil {
+		if errors.Is(err, errBootTimeout) {
+			err = fmt.Errorf("%w; it was at:\n%s", err, w.dumpStacks())
+		}
 		w.kill()
 		<-w.exited
 		w.closeSlots()
@@ -145,7 +173,7 @@ func (w *worker) awaitReady(timeout time.Duration) error {
 	t, payload, err := c.ReadFrame()
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("worker %d did not import the app within boot timeout %s", w.pid, timeout)
+			return fmt.Errorf("worker %d: %w %s", w.pid, errBootTimeout, timeout)
 		}
 		// The process died before saying anything: its stderr, already logged, says why.
 		<-w.exited
@@ -184,6 +212,40 @@ func (w *worker) closeSlots() {
 	for _, s := range w.slots {
 		s.conn.Close()
 	}
+	if w.dump != nil {
+		w.dump.Close()
+	}
+}
+
+// dumpStacks asks the worker for the stacks of all its threads and returns them. It
+// takes at most about a second, and returns what arrived by then.
+func (w *worker) dumpStacks() string {
+	if w.dump == nil || syscall.Kill(w.pid, syscall.SIGUSR1) != nil {
+		return "(no stack: the worker is gone)"
+	}
+	var out []byte
+	buf := make([]byte, 32<<10)
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		// Once the dump started, a short silence means it is complete.
+		quiet := deadline
+		if len(out) > 0 {
+			quiet = time.Now().Add(150 * time.Millisecond)
+		}
+		if quiet.After(deadline) {
+			quiet = deadline
+		}
+		w.dump.SetReadDeadline(quiet)
+		n, err := w.dump.Read(buf)
+		out = append(out, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	if len(out) == 0 {
+		return "(no stack: the worker did not answer SIGUSR1)"
+	}
+	return string(out)
 }
 
 // forwardOutput turns each line a worker prints into a log entry.

@@ -1,7 +1,12 @@
 package workerpool
 
 import (
+	"context"
 	"errors"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,6 +19,19 @@ const (
 	backoffMax = 5 * time.Second
 	// A worker that lived this long is healthy: its death resets the backoff.
 	stableAfter = 10 * time.Second
+	// How often a worker's memory is checked against max_rss.
+	rssInterval = time.Second
+)
+
+// Restart reasons, as logged and counted.
+const (
+	ReasonCrash       = "crash"
+	ReasonTimeout     = "timeout"
+	ReasonMaxRequests = "max_requests"
+	ReasonMaxLifetime = "max_lifetime"
+	ReasonMaxRSS      = "max_rss"
+	ReasonRestart     = "restart"
+	ReasonBroken      = "protocol_error"
 )
 
 func backoff(failures int) time.Duration {
@@ -24,69 +42,168 @@ func backoff(failures int) time.Duration {
 	return min(d, backoffMax)
 }
 
-// supervise keeps one worker position filled until the pool stops.
-func (p *Pool) supervise(position int) {
-	defer p.wg.Done()
-	log := p.log.With(zap.Int("position", position))
-	failures := 0
-	bootFailing := false
-	setBootFailing := func(v bool) {
-		if v != bootFailing {
-			bootFailing = v
-			p.bootFailed(v)
-		}
+// requestLimit draws a worker's max_requests with its jitter.
+func (p *Pool) requestLimit() int64 {
+	if p.cfg.MaxRequests <= 0 {
+		return 0
 	}
-	defer setBootFailing(false)
+	return p.cfg.MaxRequests + rand.Int64N(p.cfg.MaxRequestsJitter+1)
+}
 
-	for p.ctx.Err() == nil {
-		if failures > 0 {
-			wait := backoff(failures)
-			log.Info("restarting worker after backoff", zap.Duration("backoff", wait), zap.Int("consecutive_failures", failures))
-			select {
-			case <-time.After(wait):
-			case <-p.ctx.Done():
-				return
-			}
-		}
-		start := time.Now()
-		w, err := p.spawn()
-		if err != nil {
-			failures++
-			var be *BootError
-			if errors.As(err, &be) {
-				log.Error("worker failed to import the app", zap.String("error", be.Error()), zap.String("traceback", be.Traceback))
-			} else {
-				log.Error("worker failed to start", zap.Error(err))
-			}
-			setBootFailing(true)
-			continue
-		}
-		setBootFailing(false)
-		log.Info("worker ready", zap.Int("pid", w.pid), zap.Duration("boot", time.Since(start)))
-		p.addWorker(w)
+// lifetime draws a worker's max_lifetime with its jitter; nil channel when unlimited.
+func (p *Pool) lifetime() <-chan time.Time {
+	if p.cfg.MaxLifetime <= 0 {
+		return nil
+	}
+	return time.After(p.cfg.MaxLifetime + rand.N(p.cfg.MaxLifetimeJitter+1))
+}
 
+// supervisor keeps one worker position filled until its context ends.
+type supervisor struct {
+	p           *Pool
+	position    int
+	log         *zap.Logger
+	failures    int
+	bootFailing bool
+}
+
+func (p *Pool) supervise(ctx context.Context, position int) {
+	defer p.wg.Done()
+	s := &supervisor{p: p, position: position, log: p.log.With(zap.Int("position", position))}
+	defer s.setBootFailing(false)
+	w := s.boot(ctx)
+	if w == nil {
+		return
+	}
+	var rssTick <-chan time.Time
+	if p.cfg.MaxRSS > 0 {
+		t := time.NewTicker(rssInterval)
+		defer t.Stop()
+		rssTick = t.C
+	}
+	expire := p.lifetime()
+	for {
 		select {
 		case <-w.exited:
 			p.removeWorker(w)
 			w.closeSlots()
-			if time.Since(w.started) < stableAfter {
-				failures++
+			reason := ReasonCrash
+			if r := w.stopReason.Load(); r != nil {
+				reason = *r
+			}
+			p.countRestart(reason)
+			if time.Since(w.started) < stableAfter && reason == ReasonCrash {
+				s.failures++
 			} else {
-				failures = 0
+				s.failures = 0
 			}
-			if p.ctx.Err() == nil {
-				log.Warn("worker exited; replacing it", zap.Int("pid", w.pid), zap.String("status", exitStatus(w.exitErr)))
+			s.log.Warn("worker exited; replacing it", zap.Int("pid", w.pid),
+				zap.String("status", exitStatus(w.exitErr)), zap.String("reason", reason))
+			if w = s.boot(ctx); w == nil {
+				return
 			}
-		case <-p.ctx.Done():
-			p.stopWorker(w)
+			expire = p.lifetime()
+		case reason := <-w.recycle:
+			// Start the replacement first: the old worker serves until the new one is ready.
+			nw, err := p.spawn()
+			if err != nil {
+				s.log.Error("cannot start a replacement worker; keeping the old one", zap.String("reason", reason), zap.Error(err))
+				go func(w *worker) { // try again later
+					select {
+					case <-time.After(backoffMax):
+						w.requestRecycle(reason)
+					case <-ctx.Done():
+					}
+				}(w)
+				continue
+			}
+			s.log.Info("recycling worker", zap.Int("pid", w.pid), zap.Int("new_pid", nw.pid), zap.String("reason", reason))
+			p.addWorker(nw)
+			p.countRestart(reason)
+			go p.retire(w, reason)
+			w = nw
+			expire = p.lifetime()
+		case <-rssTick:
+			if rss := processRSS(w.pid); rss > p.cfg.MaxRSS {
+				s.log.Info("worker passed max_rss", zap.Int("pid", w.pid), zap.Int64("rss", rss), zap.Int64("max_rss", p.cfg.MaxRSS))
+				w.requestRecycle(ReasonMaxRSS)
+			}
+		case <-expire:
+			expire = nil
+			w.requestRecycle(ReasonMaxLifetime)
+		case <-ctx.Done():
+			p.retire(w, "stop")
 			return
 		}
 	}
 }
 
-// stopWorker closes the worker's channels (the runtime exits on EOF), then escalates.
-func (p *Pool) stopWorker(w *worker) {
+func (s *supervisor) setBootFailing(v bool) {
+	if v != s.bootFailing {
+		s.bootFailing = v
+		s.p.bootFailed(v)
+	}
+}
+
+// boot starts a worker, retrying with backoff; nil when ctx ends first.
+func (s *supervisor) boot(ctx context.Context) *worker {
+	for ctx.Err() == nil {
+		if s.failures > 0 {
+			wait := backoff(s.failures)
+			s.log.Info("restarting worker after backoff", zap.Duration("backoff", wait), zap.Int("consecutive_failures", s.failures))
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		start := time.Now()
+		w, err := s.p.spawn()
+		if err != nil {
+			s.failures++
+			var be *BootError
+			if errors.As(err, &be) {
+				s.log.Error("worker failed to import the app", zap.String("error", be.Error()), zap.String("traceback", be.Traceback))
+			} else {
+				s.log.Error("worker failed to start", zap.Error(err))
+			}
+			s.setBootFailing(true)
+			continue
+		}
+		s.setBootFailing(false)
+		s.log.Info("worker ready", zap.Int("pid", w.pid), zap.Duration("boot", time.Since(start)))
+		if ctx.Err() != nil {
+			s.p.retire(w, "stop")
+			return nil
+		}
+		s.p.addWorker(w)
+		return w
+	}
+	return nil
+}
+
+// retire takes w out of dispatch, lets its running requests finish within
+// GracefulTimeout, then stops it.
+func (p *Pool) retire(w *worker, reason string) {
+	w.stopReason.Store(&reason)
 	p.removeWorker(w)
+	deadline := time.Now().Add(p.cfg.GracefulTimeout)
+	for {
+		p.mu.Lock()
+		busy := w.busy
+		p.mu.Unlock()
+		if busy == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			p.log.Warn("graceful timeout: stopping a worker with requests still running", zap.Int("pid", w.pid), zap.Int("running", busy))
+			break
+		}
+		select {
+		case <-w.exited:
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 	w.terminate()
 	select {
 	case <-w.exited:
@@ -96,6 +213,20 @@ func (p *Pool) stopWorker(w *worker) {
 		<-w.exited
 	}
 	w.closeSlots()
+}
+
+// processRSS returns the resident memory of pid in bytes, 0 when unknown.
+func processRSS(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
 }
 
 func exitStatus(err error) string {

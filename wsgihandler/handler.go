@@ -7,8 +7,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/caddy-wsgi/caddy-wsgi/protocol"
 	"github.com/caddy-wsgi/caddy-wsgi/workerpool"
@@ -21,6 +23,7 @@ const DefaultBufferBody = 1 << 20
 // Handler serves HTTP requests with a worker pool.
 type Handler struct {
 	pool       *workerpool.Pool
+	timeout    time.Duration // per-request deadline; <= 0: none
 	bufferBody int64
 	scriptName string
 	log        *zap.Logger
@@ -48,6 +51,7 @@ func New(pool *workerpool.Pool, opts Options) *Handler {
 		opts.Logger = zap.NewNop()
 	}
 	h := &Handler{
+		timeout:    pool.Config().Timeout,
 		pool:       pool,
 		bufferBody: opts.BufferBody,
 		scriptName: opts.ScriptName,
@@ -99,9 +103,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, info Request
 		h.unavailable(w, r, err)
 		return
 	}
-	ex := exchange{h: h, w: w, r: r, conn: slot.Conn(), body: in.stream,
+	desc := r.Method + " " + r.RequestURI
+	slot.Begin(desc)
+	ex := exchange{h: h, w: w, r: r, conn: slot.Conn(), body: in.stream, timeout: h.timeout,
 		log: h.log.With(zap.Int("pid", slot.PID()), zap.String("method", r.Method), zap.String("uri", r.RequestURI))}
 	healthy := ex.run(frame)
+	if ex.timedOut {
+		h.pool.KillStuck(slot, desc, time.Since(ex.start))
+		ex.fail(http.StatusGatewayTimeout)
+	}
 	h.pool.Release(slot, healthy)
 	if ex.abort {
 		// The response was already started: make the client see a broken response,
@@ -132,7 +142,7 @@ type requestBody struct {
 }
 
 func (h *Handler) readBody(r *http.Request) (requestBody, error) {
-	if r.Body == nil || r.Body == http.NoBody {
+	if r.Body == nil || r.Body == http.NoBody || (r.ContentLength == 0 && len(r.TransferEncoding) == 0) {
 		if r.ContentLength == 0 && len(r.Header["Content-Length"]) > 0 {
 			return requestBody{length: 0}, nil
 		}
@@ -176,6 +186,10 @@ type exchange struct {
 	body io.Reader // streamed request body, or nil
 	log  *zap.Logger
 
+	timeout  time.Duration
+	start    time.Time
+	timedOut bool
+
 	code       int
 	hasBody    bool        // the response may carry a body
 	header     http.Header // the app's headers, copied to w at commit
@@ -202,15 +216,27 @@ func (ex *exchange) run(frame []byte) bool {
 			<-cancelled // the CANCEL must be on the wire before the channel is reused
 		}
 	}()
+	ex.start = time.Now()
+	ex.extendDeadline()
+	defer ex.conn.Raw().SetReadDeadline(time.Time{})
 	if err := ex.conn.Write(frame); err != nil {
 		return ex.workerLost(err)
 	}
 	for {
 		t, p, err := ex.conn.ReadFrame()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			ex.timedOut = true
+			return false
+		}
 		if err != nil {
 			return ex.workerLost(err)
 		}
 		done, err := ex.handle(t, p)
+		if t == protocol.TypeBody || t == protocol.TypeFile || t == protocol.TypeRead {
+			// Progress: a stream that keeps producing (server-sent events) or an upload
+			// being read is not stuck. The deadline runs again from here.
+			ex.extendDeadline()
+		}
 		if err != nil {
 			ex.log.Error("worker broke the protocol", zap.Error(err))
 			ex.fail(http.StatusBadGateway)
@@ -220,6 +246,13 @@ func (ex *exchange) run(frame []byte) bool {
 			ex.finish()
 			return true
 		}
+	}
+}
+
+// extendDeadline gives the worker `timeout` from now to send its next frame.
+func (ex *exchange) extendDeadline() {
+	if ex.timeout > 0 {
+		ex.conn.Raw().SetReadDeadline(time.Now().Add(ex.timeout))
 	}
 }
 

@@ -1,0 +1,118 @@
+package workerpool
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// WorkerStats describes one worker process.
+type WorkerStats struct {
+	PID        int       `json:"pid"`
+	State      string    `json:"state"` // idle, busy
+	Busy       int       `json:"busy_threads"`
+	Requests   int64     `json:"requests"`
+	Started    time.Time `json:"started"`
+	RSS        int64     `json:"rss_bytes"`
+	Current    []Current `json:"current,omitempty"`
+	MaxRequest int64     `json:"max_requests,omitempty"`
+}
+
+// Current is a request a worker thread is running.
+type Current struct {
+	Request string  `json:"request"`
+	AgeSecs float64 `json:"age_seconds"`
+}
+
+// Stats is a snapshot of a pool.
+type Stats struct {
+	App         string           `json:"app"`
+	Positions   int              `json:"workers_wanted"`
+	Threads     int              `json:"threads"`
+	BusyThreads int              `json:"busy_threads"`
+	QueueDepth  int              `json:"queue_depth"`
+	Failing     bool             `json:"failing"`
+	Restarts    map[string]int64 `json:"restarts"`
+	Workers     []WorkerStats    `json:"workers"`
+}
+
+// Stats returns a snapshot for the admin API and metrics.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	st := Stats{
+		App: p.cfg.App, Positions: len(p.positions), Threads: p.cfg.Threads,
+		QueueDepth: p.waiters.len(), Failing: p.failing, Restarts: map[string]int64{},
+	}
+	for k, v := range p.restarts {
+		st.Restarts[k] = v
+	}
+	workers := make([]*worker, 0, len(p.workers))
+	busy := map[*worker]int{}
+	for w := range p.workers {
+		workers = append(workers, w)
+		busy[w] = w.busy
+		st.BusyThreads += w.busy
+	}
+	p.mu.Unlock()
+
+	now := time.Now()
+	for _, w := range workers {
+		ws := WorkerStats{PID: w.pid, State: "idle", Busy: busy[w], Requests: w.served.Load(),
+			Started: w.started, RSS: processRSS(w.pid), MaxRequest: w.maxRequests}
+		if ws.Busy > 0 {
+			ws.State = "busy"
+		}
+		for _, s := range w.slots {
+			if a := s.current.Load(); a != nil {
+				ws.Current = append(ws.Current, Current{Request: a.Request, AgeSecs: now.Sub(a.Since).Seconds()})
+			}
+		}
+		st.Workers = append(st.Workers, ws)
+	}
+	sort.Slice(st.Workers, func(i, j int) bool { return st.Workers[i].Started.Before(st.Workers[j].Started) })
+	return st
+}
+
+// Restart replaces every worker, one at a time: each new worker is ready before the one
+// it replaces stops taking requests, so no request fails.
+func (p *Pool) Restart(ctx context.Context) error {
+	p.mu.Lock()
+	old := make([]*worker, 0, len(p.workers))
+	for w := range p.workers {
+		old = append(old, w)
+	}
+	p.mu.Unlock()
+	for _, w := range old {
+		w.requestRecycle(ReasonRestart)
+		// Wait until it left dispatch: its replacement is then serving.
+		for !w.dead.Load() {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// Scale sets the number of worker processes. New ones start at once; removed ones
+// finish their requests first.
+func (p *Pool) Scale(n int) error {
+	if n < 1 || n > 1024 {
+		return fmt.Errorf("worker count %d is not between 1 and 1024", n)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	for len(p.positions) > n {
+		last := len(p.positions) - 1
+		p.positions[last]()
+		p.positions = p.positions[:last]
+	}
+	p.startPositionsLocked(n)
+	return nil
+}
