@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -164,42 +165,61 @@ func timeout(d *caddy.Duration) time.Duration {
 }
 
 // Provision starts the pool, or adopts the running one when a reload left its settings
-// unchanged, and waits until a worker has imported the app (or the import failed: the
-// site then answers 503 while the pool retries).
+// unchanged, and waits until a worker has imported the app. If the import fails on first
+// start, the site answers 503 while the pool retries; if it fails on a reload that
+// replaces a running pool of the same name, the new config is rejected and the old pool
+// keeps serving.
 func (m *WSGI) Provision(ctx caddy.Context) error {
 	m.logger = ctx.Logger()
+	if m.Name == "" {
+		m.Name = m.App
+	}
 	cfg := m.poolConfig(m.logger)
 	keyCfg := cfg
 	keyCfg.Logger = nil
-	key, err := json.Marshal(keyCfg)
+	key, err := json.Marshal(struct {
+		Name string
+		Pool workerpool.Config
+	}{m.Name, keyCfg})
 	if err != nil {
 		return fmt.Errorf("wsgi: %w", err)
 	}
-	m.poolKey = string(key)
-	val, loaded, err := pools.LoadOrNew(m.poolKey, func() (caddy.Destructor, error) {
+	_, replacing := findPool(m.Name)
+	val, loaded, err := pools.LoadOrNew(string(key), func() (caddy.Destructor, error) {
 		p, err := workerpool.New(cfg)
 		if err != nil {
 			return nil, err
 		}
 		p.Start()
-		return poolHolder{p}, nil
+		return poolHolder{name: m.Name, created: time.Now(), pool: p, metrics: newPoolMetrics(m.Name), draining: new(atomic.Bool)}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("wsgi %s: %w", m.App, err)
 	}
-	m.pool = val.(poolHolder).pool
+	m.poolKey = string(key)
+	holder := val.(poolHolder)
+	m.pool = holder.pool
 	if !loaded {
-		eff := m.pool.Config()
-		wait, cancel := context.WithTimeout(ctx, eff.BootTimeout+5*time.Second)
+		wait, cancel := context.WithTimeout(ctx, m.pool.Config().BootTimeout+5*time.Second)
 		defer cancel()
 		if !m.pool.WaitReady(wait) {
-			m.logger.Error("no worker could start; requests get 503 until one does", zap.String("app", m.App))
+			bootErr := m.pool.LastBootError()
+			if replacing {
+				pools.Delete(m.poolKey)
+				m.poolKey = ""
+				return fmt.Errorf("wsgi %s: the new app failed to import, keeping the running pool: %v", m.Name, bootErr)
+			}
+			m.logger.Error("no worker could start; requests get 503 until one does", zap.String("app", m.App), zap.Error(bootErr))
 		}
+	}
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		m.logger.Warn("wsgi metrics not registered", zap.Error(err))
 	}
 	m.handler = wsgihandler.New(m.pool, wsgihandler.Options{
 		BufferBody: m.BufferBody,
 		ScriptName: m.ScriptName,
 		Logger:     m.logger,
+		Observer:   holder.metrics,
 	})
 	return nil
 }

@@ -2,6 +2,9 @@ package caddymodule
 
 import (
 	"context"
+	"sort"
+	"sync/atomic"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -11,11 +14,44 @@ import (
 // pools holds the running worker pools by their settings, so that a config reload that
 // leaves a wsgi block unchanged keeps its warm workers (the pattern of reverseproxy's
 // hosts). It is the one piece of package state, and it must be: pools outlive any
-// single config.
+// single config, and the admin API and metrics find them here.
 var pools = caddy.NewUsagePool()
 
-// poolHolder lets the usage pool stop a worker pool when its last config goes away.
-type poolHolder struct{ pool *workerpool.Pool }
+// poolHolder is a pool with what the Caddy side keeps about it.
+type poolHolder struct {
+	name     string
+	created  time.Time
+	pool     *workerpool.Pool
+	metrics  *poolMetrics
+	draining *atomic.Bool
+}
 
-// Destruct stops the pool: running requests may finish within graceful_timeout.
-func (h poolHolder) Destruct() error { return h.pool.Stop(context.Background()) }
+// Destruct stops the pool when its last config goes away: running requests may
+// finish within graceful_timeout.
+func (h poolHolder) Destruct() error {
+	h.draining.Store(true)
+	return h.pool.Stop(context.Background())
+}
+
+// listPools returns every pool, oldest first (so the newest wins a name clash).
+func listPools() []poolHolder {
+	var out []poolHolder
+	pools.Range(func(_, v any) bool {
+		out = append(out, v.(poolHolder))
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].created.Before(out[j].created) })
+	return out
+}
+
+// findPool returns the serving pool with that name; during a reload the new one.
+func findPool(name string) (poolHolder, bool) {
+	var found poolHolder
+	ok := false
+	for _, h := range listPools() {
+		if h.name == name && !h.draining.Load() {
+			found, ok = h, true
+		}
+	}
+	return found, ok
+}

@@ -2,6 +2,7 @@ package workerpool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -74,9 +75,12 @@ func (p *Pool) Stats() Stats {
 	return st
 }
 
+var errScaledDown = errors.New("scaled down")
+
 // Restart replaces every worker, one at a time: each new worker is ready before the one
-// it replaces stops taking requests, so no request fails.
-func (p *Pool) Restart(ctx context.Context) error {
+// it replaces stops taking requests, so no request fails. reason is logged and counted
+// (ReasonRestart, ReasonReload).
+func (p *Pool) Restart(ctx context.Context, reason string) error {
 	p.mu.Lock()
 	old := make([]*worker, 0, len(p.workers))
 	for w := range p.workers {
@@ -84,7 +88,7 @@ func (p *Pool) Restart(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 	for _, w := range old {
-		w.requestRecycle(ReasonRestart)
+		w.requestRecycle(reason)
 		// Wait until it left dispatch: its replacement is then serving.
 		for !w.dead.Load() {
 			select {
@@ -110,7 +114,7 @@ func (p *Pool) Scale(n int) error {
 	}
 	for len(p.positions) > n {
 		last := len(p.positions) - 1
-		p.positions[last]()
+		p.positions[last](errScaledDown)
 		p.positions = p.positions[:last]
 	}
 	p.startPositionsLocked(n)

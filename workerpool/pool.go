@@ -69,9 +69,9 @@ type Pool struct {
 	python string
 	env    []string
 
-	wg        sync.WaitGroup       // supervisors
-	positions []context.CancelFunc // one per worker position; guarded by mu
-	restarts  map[string]int64     // by reason; guarded by mu
+	wg        sync.WaitGroup            // supervisors
+	positions []context.CancelCauseFunc // one per worker position; guarded by mu
+	restarts  map[string]int64          // by reason; guarded by mu
 
 	mu       sync.Mutex
 	idle     []*Slot
@@ -79,6 +79,7 @@ type Pool struct {
 	workers  map[*worker]struct{}
 	failing  bool // the latest boot of every position failed and none is running
 	bootErrs int  // positions whose latest boot failed
+	lastErr  error
 	closed   bool
 	inflight sync.WaitGroup
 	ready    chan struct{} // closed at the first READY or the first boot failure
@@ -115,7 +116,7 @@ func (p *Pool) Start() {
 
 func (p *Pool) startPositionsLocked(n int) {
 	for len(p.positions) < n {
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancelCause(context.Background())
 		p.positions = append(p.positions, cancel)
 		p.wg.Add(1)
 		go p.supervise(ctx, len(p.positions)-1)
@@ -279,6 +280,19 @@ func (p *Pool) removeWorker(w *worker) {
 	p.mu.Unlock()
 }
 
+// LastBootError is the latest failure to start a worker, or nil.
+func (p *Pool) LastBootError() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastErr
+}
+
+func (p *Pool) setBootError(err error) {
+	p.mu.Lock()
+	p.lastErr = err
+	p.mu.Unlock()
+}
+
 // bootFailed records a failed boot; when nothing runs, queued requests get 503 now
 // instead of waiting out the queue timeout.
 func (p *Pool) bootFailed(failed bool) {
@@ -327,7 +341,7 @@ func (p *Pool) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	for _, cancel := range positions {
-		cancel()
+		cancel(ErrClosed)
 	}
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()

@@ -197,13 +197,16 @@ func (w *worker) kill() {
 	}
 }
 
-// terminate asks the worker to stop: closing its channels makes the runtime exit.
+// terminate asks the worker to stop: at EOF on its channels the runtime runs the
+// worker_exit hook and exits. SIGTERM follows if it has not exited within a second.
 func (w *worker) terminate() {
 	w.dead.Store(true)
 	for _, s := range w.slots {
-		s.conn.Raw().CloseRead()
+		s.conn.Raw().CloseWrite()
 	}
-	if w.cmd != nil && w.cmd.Process != nil {
+	select {
+	case <-w.exited:
+	case <-time.After(time.Second):
 		syscall.Kill(w.pid, syscall.SIGTERM)
 	}
 }

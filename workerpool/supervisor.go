@@ -31,6 +31,8 @@ const (
 	ReasonMaxLifetime = "max_lifetime"
 	ReasonMaxRSS      = "max_rss"
 	ReasonRestart     = "restart"
+	ReasonReload      = "reload"
+	ReasonScale       = "scale"
 	ReasonBroken      = "protocol_error"
 )
 
@@ -132,7 +134,13 @@ func (p *Pool) supervise(ctx context.Context, position int) {
 			expire = nil
 			w.requestRecycle(ReasonMaxLifetime)
 		case <-ctx.Done():
-			p.retire(w, "stop")
+			reason := "stop"
+			if errors.Is(context.Cause(ctx), errScaledDown) {
+				reason = ReasonScale
+				p.countRestart(reason)
+				s.log.Info("scaling down: retiring worker", zap.Int("pid", w.pid))
+			}
+			p.retire(w, reason)
 			return
 		}
 	}
@@ -161,6 +169,7 @@ func (s *supervisor) boot(ctx context.Context) *worker {
 		w, err := s.p.spawn()
 		if err != nil {
 			s.failures++
+			s.p.setBootError(err)
 			var be *BootError
 			if errors.As(err, &be) {
 				s.log.Error("worker failed to import the app", zap.String("error", be.Error()), zap.String("traceback", be.Traceback))

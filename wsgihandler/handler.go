@@ -29,6 +29,7 @@ type Handler struct {
 	log        *zap.Logger
 	keys       headerKeys
 	writers    sync.Pool // *protocol.RequestWriter
+	observer   Observer
 }
 
 // Options configures a Handler.
@@ -40,6 +41,16 @@ type Options struct {
 	// ScriptName is the SCRIPT_NAME when Request.ScriptName is empty.
 	ScriptName string
 	Logger     *zap.Logger
+	// Observer, if set, is told about every request (metrics).
+	Observer Observer
+}
+
+// Observer receives per-request measurements.
+type Observer interface {
+	// ObserveRequest: queueWait is the time spent waiting for a worker, duration the time
+	// from dispatch to the end of the response (0 when no worker took it), code the
+	// status sent.
+	ObserveRequest(queueWait, duration time.Duration, code int)
 }
 
 // New returns a Handler over pool.
@@ -57,6 +68,7 @@ func New(pool *workerpool.Pool, opts Options) *Handler {
 		scriptName: opts.ScriptName,
 		log:        opts.Logger,
 		keys:       newHeaderKeys(),
+		observer:   opts.Observer,
 	}
 	h.writers.New = func() any { return new(protocol.RequestWriter) }
 	return h
@@ -98,11 +110,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, info Request
 		return
 	}
 
+	queued := time.Now()
 	slot, err := h.pool.Acquire(r.Context())
 	if err != nil {
 		h.unavailable(w, r, err)
+		h.observe(time.Since(queued), 0, http.StatusServiceUnavailable)
 		return
 	}
+	dispatched := time.Now()
 	desc := r.Method + " " + r.RequestURI
 	slot.Begin(desc)
 	ex := exchange{h: h, w: w, r: r, conn: slot.Conn(), body: in.stream, timeout: h.timeout,
@@ -113,10 +128,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, info Request
 		ex.fail(http.StatusGatewayTimeout)
 	}
 	h.pool.Release(slot, healthy)
+	h.observe(dispatched.Sub(queued), time.Since(dispatched), ex.status())
 	if ex.abort {
 		// The response was already started: make the client see a broken response,
 		// never a complete-looking one (HTTP/1.1: no last chunk; HTTP/2: RST_STREAM).
 		panic(http.ErrAbortHandler)
+	}
+}
+
+func (h *Handler) observe(queueWait, duration time.Duration, code int) {
+	if h.observer != nil {
+		h.observer.ObserveRequest(queueWait, duration, code)
 	}
 }
 
@@ -346,12 +368,21 @@ func (ex *exchange) workerLost(err error) bool {
 	return false
 }
 
+// status is the code sent to the client, for metrics; an aborted response counts as 502.
+func (ex *exchange) status() int {
+	if ex.abort || ex.code == 0 {
+		return http.StatusBadGateway
+	}
+	return ex.code
+}
+
 // fail answers with an error status, or aborts when the response has begun.
 func (ex *exchange) fail(code int) {
 	if ex.written {
 		ex.abort = true
 		return
 	}
+	ex.code = code
 	ex.pending = false
 	ex.written = true
 	if ex.r.Context().Err() != nil {
