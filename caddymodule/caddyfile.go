@@ -48,6 +48,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    max_lifetime_jitter <duration>
 //	    max_rss          <size>
 //	    name             <name>
+//	    workers          <min> <max>
+//	    idle_timeout     <duration>
+//	    reload
+//	    hooks            <module>
+//	    preload
 //	}
 func (m *WSGI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -107,7 +112,36 @@ func (m *WSGI) unmarshalOption(d *caddyfile.Dispenser) error {
 		m.Env[args[0]] = args[1]
 		return nil
 	case "workers":
-		return positiveInt(d, &m.Workers)
+		args := d.RemainingArgs()
+		if len(args) < 1 || len(args) > 2 {
+			return d.Err("workers takes <n>, or <min> <max> to autoscale")
+		}
+		ns := make([]int, len(args))
+		for i, a := range args {
+			n, err := strconv.Atoi(a)
+			if err != nil || n < 1 {
+				return d.Errf("workers: %q is not a positive integer", a)
+			}
+			ns[i] = n
+		}
+		m.Workers = ns[0]
+		if len(ns) == 2 {
+			if ns[1] < ns[0] {
+				return d.Errf("workers: max %d is below min %d", ns[1], ns[0])
+			}
+			m.MaxWorkers = ns[1]
+		}
+		return nil
+	case "max_workers":
+		return positiveInt(d, &m.MaxWorkers)
+	case "idle_timeout":
+		return duration(d, &m.IdleTimeout)
+	case "reload":
+		return flag(d, &m.Reload)
+	case "preload":
+		return flag(d, &m.Preload)
+	case "hooks":
+		return oneArg(d, &m.Hooks)
 	case "threads":
 		return positiveInt(d, &m.Threads)
 	case "max_queue":
@@ -167,6 +201,14 @@ func (m *WSGI) unmarshalOption(d *caddyfile.Dispenser) error {
 	default:
 		return d.Errf("unrecognized wsgi option %q", opt)
 	}
+}
+
+func flag(d *caddyfile.Dispenser, dst *bool) error {
+	if d.NextArg() {
+		return d.Errf("%s takes no value", d.Val())
+	}
+	*dst = true
+	return nil
 }
 
 func oneArg(d *caddyfile.Dispenser, dst *string) error {

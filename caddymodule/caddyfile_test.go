@@ -79,7 +79,7 @@ func TestExampleDocumentsEveryOption(t *testing.T) {
 		if tag == "" || tag == "-" || tag == "app" {
 			continue
 		}
-		if !regexp.MustCompile(`(?m)^\s*(# )?` + tag + ` `).Match(example) {
+		if !regexp.MustCompile(`(?m)^\s*(# )?` + tag + `(\s|$)`).Match(example) {
 			t.Errorf("option %q is not documented in Caddyfile.example", tag)
 		}
 	}

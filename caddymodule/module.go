@@ -113,6 +113,28 @@ type WSGI struct {
 	// Name of the pool in the admin API and metrics. Default: the app spec.
 	Name string `json:"name,omitempty"`
 
+	// Autoscaling: with max_workers above workers, a worker is added (up to
+	// max_workers) when requests have waited in the queue for more than half a second
+	// and the CPU is not saturated, and a worker idle for idle_timeout (default 30s) is
+	// retired (down to workers). Caddyfile: `workers <min> <max>`.
+	MaxWorkers  int            `json:"max_workers,omitempty"`
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+
+	// Development: restart the workers, rolling, when a .py file under chdir changes.
+	Reload bool `json:"reload,omitempty"`
+
+	// A Python module with Gunicorn-style server hooks, each optional: on_starting(server),
+	// post_fork(worker), post_worker_init(worker), pre_request(environ),
+	// post_request(environ, status), worker_exit(worker). They run in the worker (or
+	// the zygote, with preload). An exception in a hook is logged with its traceback.
+	Hooks string `json:"hooks,omitempty"`
+
+	// Import the app once in a Python parent process (a "zygote") and fork the workers
+	// from it: memory is shared copy-on-write and a worker starts in milliseconds.
+	// Connections and threads opened at import time are shared by every fork: open
+	// them in post_fork, or lazily (see the README).
+	Preload bool `json:"preload,omitempty"`
+
 	poolKey string
 	pool    *workerpool.Pool
 	handler *wsgihandler.Handler
@@ -148,6 +170,11 @@ func (m *WSGI) poolConfig(logger *zap.Logger) workerpool.Config {
 		MaxLifetime:       time.Duration(m.MaxLifetime),
 		MaxLifetimeJitter: time.Duration(m.MaxLifetimeJitter),
 		MaxRSS:            m.MaxRSS,
+		MaxWorkers:        m.MaxWorkers,
+		IdleTimeout:       time.Duration(m.IdleTimeout),
+		Reload:            m.Reload,
+		Hooks:             m.Hooks,
+		Preload:           m.Preload,
 		ServerSoftware:    "caddy-wsgi/" + Version,
 		Logger:            logger,
 	}
@@ -228,6 +255,9 @@ func (m *WSGI) Provision(ctx caddy.Context) error {
 func (m *WSGI) Validate() error {
 	if err := workerpool.ValidateAppSpec(m.App); err != nil {
 		return fmt.Errorf("wsgi: %w", err)
+	}
+	if m.MaxWorkers > 0 && m.MaxWorkers < m.Workers {
+		return fmt.Errorf("wsgi: max_workers %d is below workers %d", m.MaxWorkers, m.Workers)
 	}
 	if m.ScriptName != "" && !strings.HasPrefix(m.ScriptName, "/") {
 		return fmt.Errorf("wsgi: script_name %q must start with /", m.ScriptName)

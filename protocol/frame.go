@@ -31,6 +31,13 @@ const (
 	TypeBootError Type = 0x21
 )
 
+// Zygote control channel (preload).
+const (
+	TypeFork   Type = 0x30 // Caddy → zygote: u8 fd count; the fds in SCM_RIGHTS
+	TypeForked Type = 0x31 // zygote → Caddy: u32 pid
+	TypeExited Type = 0x32 // zygote → Caddy: u32 pid, i32 wait status
+)
+
 // Flag bits.
 const (
 	RequestStream byte = 1 << 0 // REQUEST: body is pulled with READ
@@ -55,7 +62,8 @@ func violation(format string, args ...any) error {
 // knownFromWorker reports whether t may be sent by a worker.
 func knownFromWorker(t Type) bool {
 	switch t {
-	case TypeHeaders, TypeBody, TypeFile, TypeEnd, TypeRead, TypeError, TypeLog, TypeReady, TypeBootError:
+	case TypeHeaders, TypeBody, TypeFile, TypeEnd, TypeRead, TypeError, TypeLog, TypeReady, TypeBootError,
+		TypeForked, TypeExited:
 		return true
 	}
 	return false

@@ -24,6 +24,7 @@ import stat
 import struct
 import sys
 import threading
+import time
 import traceback
 
 # ---------------------------------------------------------------------------------------
@@ -47,6 +48,10 @@ LOG = 0x16
 # Boot, worker -> Caddy, channel 0
 READY = 0x20
 BOOT_ERROR = 0x21
+# Zygote control channel (preload)
+FORK = 0x30  # Caddy -> zygote: u8 fd count, the fds in SCM_RIGHTS
+FORKED = 0x31  # zygote -> Caddy: u32 pid
+EXITED = 0x32  # zygote -> Caddy: u32 pid, i32 wait status
 
 FRAME_TYPES = frozenset(
     (REQUEST, DATA, CANCEL, HEADERS, BODY, FILE, END, READ, ERROR, LOG, READY, BOOT_ERROR))
@@ -309,8 +314,13 @@ def _flush_std():
             pass
 
 
+_exit_hooks = []  # run once before a worker exits on EOF (worker_exit)
+
+
 def _peer_gone():
     """Caddy closed the channel or died: there is nobody left to serve."""
+    while _exit_hooks:
+        _exit_hooks.pop()()
     _flush_std()
     os._exit(0)
 
@@ -612,6 +622,8 @@ class Channel:
         self.start = 0  # buffered, unparsed bytes are buf[start:end]
         self.end = 0
         self.cancelled = False
+        self.pre_request = None  # hooks, when the hooks module defines them
+        self.post_request = None
 
     # -- receiving -------------------------------------------------------------------
 
@@ -793,8 +805,20 @@ class Channel:
                     request = decode_request(payload)
                 except ProtocolError as e:
                     _violation(e)
-                handle(*request)
+                if self.pre_request is None and self.post_request is None:
+                    handle(*request)
+                else:
+                    self.handle_hooked(request)
             # CANCEL or DATA while idle: late news about an exchange that is over.
+
+    def handle_hooked(self, request):
+        """handle() with pre_request(environ) before the app and post_request(environ,
+        status) after the response went out."""
+        self.hooked_env = self.hooked_resp = None
+        self.handle(*request)
+        if self.post_request is not None and self.hooked_env is not None:
+            status = self.hooked_resp.status if self.hooked_resp is not None else None
+            _call_hook('post_request', self.post_request, self.hooked_env, status)
 
     def handle(self, flags, parts, body):
         env = self.base.copy()
@@ -803,6 +827,10 @@ class Channel:
         env['wsgi.input'] = InputStream(self) if flags & FLAG_STREAM else io.BytesIO(body)
         self.cancelled = False
         resp = _Response(self)
+        if self.pre_request is not None or self.post_request is not None:
+            self.hooked_env, self.hooked_resp = env, resp
+            if self.pre_request is not None:
+                _call_hook('pre_request', self.pre_request, env)
         try:
             result = self.app(env, resp.start_response)
         except Exception:
@@ -968,6 +996,7 @@ def _parse_config(text):
         'server_software': config.get('server_software', 'caddy-wsgi'),
         'pythonpath': config.get('pythonpath') or [],
         'dump_fd': config.get('dump_fd'),
+        'hooks': config.get('hooks') or '',
     }
     if config['dump_fd'] is not None and type(config['dump_fd']) is not int:
         raise ValueError('config dump_fd must be an int')
@@ -1000,39 +1029,223 @@ def _redirect_stdin():
         os.close(fd)
 
 
-def main(argv):
+class WorkerInfo:
+    """What hooks receive as `worker` (and as `server` in on_starting)."""
+
+    def __init__(self, spec, config):
+        self.app_spec = spec
+        self.pid = os.getpid()
+        self.ppid = os.getppid()
+        self.threads = config['threads']
+        self.booted_at = time.time()
+
+
+def _load_hooks(name):
+    return importlib.import_module(name) if name else None
+
+
+def _hook(hooks, name):
+    return getattr(hooks, name, None) if hooks is not None else None
+
+
+def _call_hook(name, fn, *args):
+    """Run a hook; its exception is logged (Caddy merges the traceback into one entry)
+    and never breaks the worker or the request."""
+    try:
+        fn(*args)
+    except Exception:
+        try:
+            sys.stderr.write('caddy-wsgi worker %d: hook %s raised an exception\n%s'
+                             % (os.getpid(), name, traceback.format_exc()))
+        except Exception:
+            pass
+
+
+def _run_hook(hooks, name, *args):
+    fn = _hook(hooks, name)
+    if fn is not None:
+        _call_hook(name, fn, *args)
+
+
+def _start_process(argv, mode):
+    """Common start of a worker or zygote -> (spec, config, boot socket)."""
     _redirect_stdin()
     if sys.stdout is not None:  # print() lines must reach Caddy's log as they happen
         sys.stdout.reconfigure(line_buffering=True)
-    if len(argv) != 3 or argv[0] != 'caddy-wsgi-worker':
-        sys.stderr.write('usage: caddy-wsgi-worker <app spec> <config JSON>\n')
-        os._exit(2)
     spec, config_text = argv[1], argv[2]
-    sys.argv = ['caddy-wsgi-worker']
+    sys.argv = [mode]
     try:
         boot_sock = socket.socket(fileno=3)
     except OSError as e:
-        sys.stderr.write('caddy-wsgi worker: no channel on fd 3: %s\n' % e)
+        sys.stderr.write('caddy-wsgi: no channel on fd 3: %s\n' % e)
         os._exit(3)
     try:
         config = _parse_config(config_text)
         sys.path[:0] = [os.getcwd()] + config['pythonpath']
+    except BaseException:
+        _boot_failed(boot_sock, traceback.format_exc())
+    return spec, config, boot_sock
+
+
+def main(argv):
+    if len(argv) != 3 or argv[0] not in ('caddy-wsgi-worker', 'caddy-wsgi-zygote'):
+        sys.stderr.write('usage: caddy-wsgi-worker|caddy-wsgi-zygote <app spec> <config JSON>\n')
+        os._exit(2)
+    spec, config, boot_sock = _start_process(argv, argv[0])
+    if argv[0] == 'caddy-wsgi-zygote':
+        _zygote(spec, config, boot_sock)
+        return
+    try:
         socks = [boot_sock] + [socket.socket(fileno=3 + i) for i in range(1, config['threads'])]
         if config['dump_fd'] is not None:
             _install_stack_dump(config['dump_fd'])
+        hooks = _load_hooks(config['hooks'])
+        info = WorkerInfo(spec, config)
+        # Without a zygote every worker is its own "server": it gets every hook.
+        _run_hook(hooks, 'on_starting', info)
+        _run_hook(hooks, 'post_fork', info)
         app = load_app(spec)
     except BaseException:  # SystemExit from an app import is a boot failure too
         _boot_failed(boot_sock, traceback.format_exc())
+    _serve_worker(socks, app, config, hooks, info)
+
+
+def _serve_worker(socks, app, config, hooks, info):
+    """Run the serve loops of an imported app; READY goes out on channel 0 first."""
+    _run_hook(hooks, 'post_worker_init', info)
+    exit_hook = _hook(hooks, 'worker_exit')
+    if exit_hook is not None:
+        _exit_hooks.append(lambda: _call_hook('worker_exit', exit_hook, info))
     chans = []
     for sock in socks:
         sock.setblocking(True)  # the serve loop relies on blocking sends and receives
-        chans.append(Channel(sock, app, _base_environ(config)))
+        chan = Channel(sock, app, _base_environ(config))
+        chan.pre_request = _hook(hooks, 'pre_request')
+        chan.post_request = _hook(hooks, 'post_request')
+        chans.append(chan)
     for chan in chans[1:]:
         threading.Thread(target=_serve_forever, args=(chan,), daemon=True,
                          name='caddy-wsgi-%d' % chan.sock.fileno()).start()
     python = '%d.%d.%d' % sys.version_info[:3]
     chans[0].send(encode_ready(os.getpid(), python))
     _serve_forever(chans[0])
+
+
+# ---------------------------------------------------------------------------------------
+# Zygote (preload): import once, fork workers on Caddy's request
+# ---------------------------------------------------------------------------------------
+
+_FORK_HEAD = struct.Struct('>IBB')
+_EXITED = struct.Struct('>IBIi')
+_FORKED = struct.Struct('>IBI')
+
+
+def _zygote(spec, config, control):
+    """Import the app, then fork a worker for each FORK frame and report exits. The zygote
+    starts no thread, so forking it is safe."""
+    import select
+    import signal
+    try:
+        if config['dump_fd'] is not None:
+            _install_stack_dump(config['dump_fd'])
+        hooks = _load_hooks(config['hooks'])
+        _run_hook(hooks, 'on_starting', WorkerInfo(spec, config))
+        app = load_app(spec)
+    except BaseException:
+        _boot_failed(control, traceback.format_exc())
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd fires
+    if hasattr(__import__('gc'), 'freeze'):
+        __import__('gc').freeze()  # keep imported objects out of GC scans: fewer CoW copies
+    control.setblocking(True)
+    control.sendall(encode_ready(os.getpid(), '%d.%d.%d' % sys.version_info[:3]))
+    while True:
+        readable, _, _ = select.select([control, wake_r], [], [])
+        if wake_r in readable:
+            os.read(wake_r, 4096)
+            _reap(control)
+        if control in readable:
+            fds = _recv_fork(control, config)
+            pid = os.fork()
+            if pid == 0:
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                _become_worker(spec, config, hooks, app, fds, control, (wake_r, wake_w))
+            for fd in fds:
+                os.close(fd)
+            control.sendall(_FORKED.pack(4, FORKED, pid))
+
+
+def _recv_fork(control, config):
+    """Read one FORK frame and its descriptors; EOF means Caddy is gone."""
+    want = config['threads'] + 3
+    try:
+        msg, fds, _, _ = socket.recv_fds(control, _FORK_HEAD.size, want)
+    except OSError:
+        _peer_gone()
+    if not msg:
+        _peer_gone()
+    if len(msg) != _FORK_HEAD.size:
+        _violation('short FORK frame')
+    length, ftype, count = _FORK_HEAD.unpack(msg)
+    if ftype != FORK or length != 1 or count != want or len(fds) != want:
+        for fd in fds:
+            os.close(fd)
+        _violation('bad FORK frame: type 0x%02x, %d fds' % (ftype, len(fds)))
+    return fds
+
+
+def _reap(control):
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        control.sendall(_EXITED.pack(8, EXITED, pid, status))
+
+
+def _become_worker(spec, config, hooks, app, fds, control, zygote_fds):
+    """In the forked child: put the channels, dump pipe and output pipes in place, then
+    serve. fds = channels..., dump, stdout, stderr (PROTOCOL.md)."""
+    try:
+        os.setpgid(0, 0)  # its own group, so Caddy can kill it and its children alone
+        moved = [fcntl_dup_high(fd) for fd in fds]
+        control.close()  # through its object, which would otherwise close fd 3 later
+        for fd in list(fds) + list(zygote_fds):
+            os.close(fd)
+        threads = config['threads']
+        for i, fd in enumerate(moved[:threads]):
+            os.dup2(fd, 3 + i)
+        os.dup2(moved[threads], 3 + threads)
+        os.dup2(moved[threads + 1], 1)
+        os.dup2(moved[threads + 2], 2)
+        for fd in moved:
+            os.close(fd)
+        socks = [socket.socket(fileno=3 + i) for i in range(threads)]
+        _install_stack_dump(3 + threads)
+        info = WorkerInfo(spec, config)
+        _run_hook(hooks, 'post_fork', info)
+    except BaseException:
+        try:
+            sys.stderr.write('caddy-wsgi: forked worker failed to start:\n' + traceback.format_exc())
+        finally:
+            _flush_std()
+            os._exit(3)
+    try:
+        _serve_worker(socks, app, config, hooks, info)
+    finally:
+        _flush_std()
+        os._exit(1)
+
+
+def fcntl_dup_high(fd):
+    """A duplicate of fd numbered above every descriptor the dup2 targets may use."""
+    import fcntl
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 256)
 
 
 _dump_file = None

@@ -42,6 +42,14 @@ type Config struct {
 	MaxLifetimeJitter time.Duration
 	MaxRSS            int64 // recycle a worker whose resident memory passes this (bytes; 0: never)
 
+	MaxWorkers  int           // autoscale up to this many workers (0: fixed at Workers)
+	IdleTimeout time.Duration // retire an autoscaled worker idle this long; default 30s
+	Hooks       string        // Python module with server hooks
+	Preload     bool          // import the app once in a zygote and fork workers from it
+
+	// Reload restarts the workers, rolling, when a .py file under Chdir changes (dev).
+	Reload bool
+
 	ServerSoftware string // SERVER_SOFTWARE
 	Logger         *zap.Logger
 }
@@ -65,6 +73,9 @@ func (c Config) Defaults() Config {
 	}
 	if c.GracefulTimeout <= 0 {
 		c.GracefulTimeout = 30 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 30 * time.Second
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 30 * time.Second

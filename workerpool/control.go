@@ -81,6 +81,9 @@ var errScaledDown = errors.New("scaled down")
 // it replaces stops taking requests, so no request fails. reason is logged and counted
 // (ReasonRestart, ReasonReload).
 func (p *Pool) Restart(ctx context.Context, reason string) error {
+	if p.cfg.Preload {
+		p.retireZygote() // the replacements fork from a zygote that imports the code anew
+	}
 	p.mu.Lock()
 	old := make([]*worker, 0, len(p.workers))
 	for w := range p.workers {

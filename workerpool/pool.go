@@ -72,6 +72,10 @@ type Pool struct {
 	wg        sync.WaitGroup            // supervisors
 	positions []context.CancelCauseFunc // one per worker position; guarded by mu
 	restarts  map[string]int64          // by reason; guarded by mu
+	zmu       sync.Mutex
+	zyg       *zygote // with Preload: the running zygote, started on first use
+	// background tasks (code watcher, autoscaler), stopped with the pool
+	background []context.CancelCauseFunc
 
 	mu       sync.Mutex
 	idle     []*Slot
@@ -112,6 +116,12 @@ func (p *Pool) Start() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.startPositionsLocked(p.cfg.Workers)
+	if p.cfg.Reload {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		p.background = append(p.background, cancel)
+		p.wg.Add(1)
+		go p.watchCode(ctx, p.cfg.Chdir)
+	}
 }
 
 func (p *Pool) startPositionsLocked(n int) {
@@ -326,8 +336,8 @@ func (p *Pool) Stop(ctx context.Context) error {
 	for wt := p.waiters.pop(); wt != nil; wt = p.waiters.pop() {
 		wt.ch <- nil
 	}
-	positions := p.positions
-	p.positions = nil
+	positions := append(p.positions, p.background...)
+	p.positions, p.background = nil, nil
 	p.mu.Unlock()
 
 	drained := make(chan struct{})
@@ -347,6 +357,7 @@ func (p *Pool) Stop(ctx context.Context) error {
 	go func() { p.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		p.retireZygote()
 		return nil
 	case <-time.After(p.cfg.GracefulTimeout + 10*time.Second):
 		return fmt.Errorf("worker pool for %s: supervisors did not stop", p.cfg.App)

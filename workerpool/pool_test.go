@@ -3,6 +3,8 @@ package workerpool
 import (
 	"context"
 	"errors"
+	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -227,3 +229,64 @@ func waitWorkers(t *testing.T, p *Pool, n int) []int {
 	t.Fatalf("%d workers not ready in time", n)
 	return nil
 }
+
+func TestPreloadForksFromZygote(t *testing.T) {
+	p, logs := startPool(t, Config{App: "apps:application", Workers: 2, Preload: true})
+	pids := waitWorkers(t, p, 2)
+	p.zmu.Lock()
+	z := p.zyg
+	p.zmu.Unlock()
+	if z == nil {
+		t.Fatal("no zygote running")
+	}
+	for _, pid := range pids {
+		ppid, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := strings.Fields(string(ppid)); f[3] != itoa(z.pid) {
+			t.Fatalf("worker %d has parent %s, want the zygote %d", pid, f[3], z.pid)
+		}
+	}
+	s, err := p.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := roundTrip(t, s); got != itoa(s.PID()) {
+		t.Fatalf("forked worker answered %q, want its pid %d", got, s.PID())
+	}
+	p.Release(s, true)
+	// A killed forked worker is reported by the zygote and replaced.
+	syscall.Kill(pids[0], syscall.SIGKILL)
+	deadline := time.Now().Add(10 * time.Second)
+	for logs.FilterMessage("worker exited; replacing it").Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the zygote did not report the killed worker")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitWorkers(t, p, 2)
+	if err := p.Restart(context.Background(), ReasonRestart); err != nil {
+		t.Fatal(err)
+	}
+	p.zmu.Lock()
+	z2 := p.zyg
+	p.zmu.Unlock()
+	if z2 == nil || z2.pid == z.pid {
+		t.Fatal("a restart must start a new zygote")
+	}
+	if err := p.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range []int{z.pid, z2.pid} {
+		deadline := time.Now().Add(5 * time.Second)
+		for syscall.Kill(pid, 0) == nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("zygote %d still runs after Stop", pid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

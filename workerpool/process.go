@@ -2,6 +2,7 @@ package workerpool
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,97 +64,73 @@ type workerConfig struct {
 	Multiprocess   bool     `json:"multiprocess"`
 	ServerSoftware string   `json:"server_software"`
 	PythonPath     []string `json:"pythonpath"`
+	Hooks          string   `json:"hooks,omitempty"`
 }
 
-// spawn starts one worker and waits until it has imported the app.
-func (p *Pool) spawn() (*worker, error) {
+func (p *Pool) workerConfigJSON(dumpFD int) string {
 	cfg := p.cfg
-	wc, err := json.Marshal(workerConfig{
+	b, _ := json.Marshal(workerConfig{
 		Threads:        cfg.Threads,
-		DumpFD:         3 + cfg.Threads,
-		Multiprocess:   cfg.Workers > 1,
+		DumpFD:         dumpFD,
+		Multiprocess:   cfg.Workers > 1 || cfg.MaxWorkers > 1,
 		ServerSoftware: cfg.ServerSoftware,
 		PythonPath:     absPaths(cfg.PythonPath),
+		Hooks:          cfg.Hooks,
 	})
-	if err != nil {
-		return nil, err
+	return string(b)
+}
+
+// childFiles are the worker's ends of its channels and pipes, in the order the runtime
+// expects them (PROTOCOL.md): channels, stack-dump pipe, stdout, stderr.
+type childFiles []*os.File
+
+func (c childFiles) close() {
+	for _, f := range c {
+		f.Close()
 	}
+}
+
+// spawn starts one worker, by exec or by a fork of the zygote, and waits until it has
+// imported the app.
+func (p *Pool) spawn() (*worker, error) {
 	w := &worker{exited: make(chan struct{}), recycle: make(chan string, 1), maxRequests: p.requestLimit()}
-	var childEnds []*os.File
-	defer func() {
-		for _, f := range childEnds {
-			f.Close()
-		}
-	}()
-	for i := 0; i < cfg.Threads; i++ {
+	var child childFiles
+	defer func() { child.close() }()
+	for i := 0; i < p.cfg.Threads; i++ {
 		conn, theirs, err := protocol.Socketpair()
 		if err != nil {
 			w.closeSlots()
 			return nil, err
 		}
-		childEnds = append(childEnds, theirs)
+		child = append(child, theirs)
 		w.slots = append(w.slots, &Slot{conn: conn, worker: w})
 	}
+	pipes, err := newPipes(3)
+	if err != nil {
+		w.closeSlots()
+		return nil, err
+	}
+	w.dump = pipes[0].r
+	child = append(child, pipes[0].w, pipes[1].w, pipes[2].w)
 
-	dumpR, dumpW, err := os.Pipe()
+	if p.cfg.Preload {
+		err = p.launchFork(w, child)
+	} else {
+		err = p.launchExec(w, child)
+	}
+	child.close()
+	child = nil
 	if err != nil {
+		pipes[1].r.Close()
+		pipes[2].r.Close()
 		w.closeSlots()
 		return nil, err
 	}
-	w.dump = dumpR
-	childEnds = append(childEnds, dumpW)
-
-	cmd := exec.Command(p.python, "-c", pyruntime.Bootstrap, "caddy-wsgi-worker", cfg.App, string(wc))
-	cmd.Dir = cfg.Chdir
-	cmd.Env = p.env
-	cmd.ExtraFiles = childEnds
-	// Own process group: a Ctrl-C in the terminal reaches Caddy, which stops the workers
-	// in order. Pdeathsig kills the worker if Caddy dies; closed channels do too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		w.closeSlots()
-		return nil, err
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		w.closeSlots()
-		return nil, err
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		w.closeSlots()
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = outW, errW
-	err = cmd.Start()
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		outR.Close()
-		errR.Close()
-		w.closeSlots()
-		return nil, fmt.Errorf("starting %s: %w", p.python, err)
-	}
-	w.cmd, w.pid, w.started = cmd, cmd.Process.Pid, time.Now()
 	log := p.log.With(zap.Int("pid", w.pid))
-	go forwardOutput(outR, log, zap.InfoLevel, "stdout")
-	go forwardOutput(errR, log, zap.WarnLevel, "stderr")
-	go func() {
-		// The runtime is small (tens of KiB): this never blocks for long, but a worker
-		// that dies at once must not wedge spawn.
-		stdin.Write(pyruntime.Source)
-		stdin.Close()
-	}()
-	go func() {
-		w.exitErr = cmd.Wait()
-		w.dead.Store(true)
-		close(w.exited)
-	}()
+	go forwardOutput(pipes[1].r, log, zap.InfoLevel, "stdout")
+	go forwardOutput(pipes[2].r, log, zap.WarnLevel, "stderr")
 
-	if err := w.awaitReady(cfg.BootTimeout); err != nil {
+	if err := w.awaitReady(p.cfg.BootTimeout); err != nil {
 		if errors.Is(err, errBootTimeout) {
 			err = fmt.Errorf("%w; it was at:\n%s", err, w.dumpStacks())
 		}
@@ -163,6 +140,46 @@ func (p *Pool) spawn() (*worker, error) {
 		return nil, err
 	}
 	return w, nil
+}
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+type pipe struct{ r, w *os.File }
+
+func newPipes(n int) ([]pipe, error) {
+	var out []pipe
+	for i := 0; i < n; i++ {
+		r, w, err := os.Pipe()
+		if err != nil {
+			for _, p := range out {
+				p.r.Close()
+				p.w.Close()
+			}
+			return nil, err
+		}
+		out = append(out, pipe{r, w})
+	}
+	return out, nil
+}
+
+// launchExec starts a fresh interpreter running the runtime.
+func (p *Pool) launchExec(w *worker, child childFiles) error {
+	threads := p.cfg.Threads
+	cmd := exec.Command(p.python, "-c", pyruntime.Bootstrap, "caddy-wsgi-worker", p.cfg.App, p.workerConfigJSON(3+threads))
+	cmd.Dir = p.cfg.Chdir
+	cmd.Env = p.env
+	cmd.ExtraFiles = child[:threads+1]
+	cmd.Stdout, cmd.Stderr = child[threads+1], child[threads+2]
+	// Own process group: a Ctrl-C in the terminal reaches Caddy, which stops the workers
+	// in order. Pdeathsig kills the worker if Caddy dies; closed channels do too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Stdin = bytesReader(pyruntime.Source)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", p.python, err)
+	}
+	w.cmd, w.pid, w.started = cmd, cmd.Process.Pid, time.Now()
+	go func() { w.markExited(cmd.Wait()) }()
+	return nil
 }
 
 // awaitReady reads the boot handshake on channel 0.
@@ -189,11 +206,13 @@ func (w *worker) awaitReady(timeout time.Duration) error {
 	}
 }
 
-// kill stops the worker's whole process group at once.
+// kill stops the worker's whole process group at once (and the worker itself, in case
+// a forked one has not made its own group yet).
 func (w *worker) kill() {
 	w.dead.Store(true)
-	if w.cmd != nil && w.cmd.Process != nil {
+	if w.pid > 0 {
 		syscall.Kill(-w.pid, syscall.SIGKILL)
+		syscall.Kill(w.pid, syscall.SIGKILL)
 	}
 }
 
