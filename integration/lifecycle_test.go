@@ -764,6 +764,9 @@ http://127.0.0.1:{PORT} {
 			served = true
 		}
 	}
+	if !served {
+		t.Errorf("%s: the worker %d added by scaling up served none of 30 requests", name, newPid)
+	}
 	t.Logf("%s: 4 workers PSS %d MiB USS %d MiB; new worker %d ready %d ms after the scale request (boot field %.0f ms)",
 		name, m.pssKiB/1024, m.ussKiB/1024, newPid, m.bootMs, m.bootField)
 	return m

@@ -116,6 +116,12 @@ func (p *Pool) Start() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.startPositionsLocked(p.cfg.Workers)
+	if p.cfg.MaxWorkers > p.cfg.Workers {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		p.background = append(p.background, cancel)
+		p.wg.Add(1)
+		go p.autoscale(ctx)
+	}
 	if p.cfg.Reload {
 		ctx, cancel := context.WithCancelCause(context.Background())
 		p.background = append(p.background, cancel)
@@ -167,7 +173,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Slot, error) {
 		p.mu.Unlock()
 		return nil, ErrQueueFull
 	}
-	w := &waiter{ch: make(chan *Slot, 1)}
+	w := &waiter{ch: make(chan *Slot, 1), since: time.Now()}
 	p.waiters.push(w)
 	p.mu.Unlock()
 

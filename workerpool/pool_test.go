@@ -290,3 +290,24 @@ func TestPreloadForksFromZygote(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestTracebackJoiner(t *testing.T) {
+	var tb tracebackJoiner
+	var out []string
+	for _, l := range []string{
+		"before",
+		"Traceback (most recent call last):",
+		`  File "x.py", line 1, in <module>`,
+		"    boom()",
+		"ValueError: boom",
+		"after",
+	} {
+		if e, ok := tb.add(l); ok {
+			out = append(out, e)
+		}
+	}
+	if len(out) != 3 || out[0] != "before" || !strings.HasPrefix(out[1], "Traceback") ||
+		!strings.HasSuffix(out[1], "ValueError: boom") || out[2] != "after" {
+		t.Fatalf("got %q", out)
+	}
+}

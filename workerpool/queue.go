@@ -1,9 +1,12 @@
 package workerpool
 
+import "time"
+
 // waiter is a request waiting for a slot. Its channel receives exactly one value:
 // a slot, or nil when the pool cannot serve.
 type waiter struct {
-	ch chan *Slot
+	ch    chan *Slot
+	since time.Time
 }
 
 // waitQueue is a FIFO of waiters. Removal of a waiter that gave up is O(n), which is
@@ -14,6 +17,14 @@ type waitQueue struct {
 }
 
 func (q *waitQueue) len() int { return len(q.items) - q.head }
+
+// oldest is when the longest-waiting request arrived; zero when none waits.
+func (q *waitQueue) oldest() time.Time {
+	if q.head == len(q.items) {
+		return time.Time{}
+	}
+	return q.items[q.head].since
+}
 
 func (q *waitQueue) push(w *waiter) {
 	if q.head > 64 && q.head*2 > len(q.items) {
