@@ -43,7 +43,7 @@ type poolView struct {
 	workerpool.Stats
 }
 
-func view(h poolHolder) poolView {
+func view(h *poolHolder) poolView {
 	state := "serving"
 	if h.draining.Load() {
 		state = "draining"

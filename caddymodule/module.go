@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -218,13 +217,13 @@ func (m *WSGI) Provision(ctx caddy.Context) error {
 			return nil, err
 		}
 		p.Start()
-		return poolHolder{name: m.Name, created: time.Now(), pool: p, metrics: newPoolMetrics(m.Name), draining: new(atomic.Bool)}, nil
+		return newPoolHolder(m.Name, p), nil
 	})
 	if err != nil {
 		return fmt.Errorf("wsgi %s: %w", m.App, err)
 	}
 	m.poolKey = string(key)
-	holder := val.(poolHolder)
+	holder := val.(*poolHolder)
 	m.pool = holder.pool
 	if !loaded {
 		wait, cancel := context.WithTimeout(ctx, m.pool.Config().BootTimeout+5*time.Second)

@@ -452,6 +452,8 @@ func TestAutoscale(t *testing.T) {
 	t.Logf("back to 1 worker %v after the load stopped", time.Since(st).Round(100*time.Millisecond))
 	if !c.waitLog(`"scaling down"`, 2*time.Second) {
 		t.Errorf("no \"scaling down\" log entry")
+	} else if down := logLinesMatching(c, func(l string) bool { return strings.Contains(l, `"scaling down"`) }); !strings.Contains(down[len(down)-1], `"workers":1`) {
+		t.Errorf("last \"scaling down\" entry does not say workers 1: %s", down[len(down)-1])
 	}
 	if n := len(c.WorkerPids()); n != 1 {
 		// a retired worker may take a moment to exit

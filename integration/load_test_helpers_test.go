@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"sort"
 	"strings"
 	"sync"
@@ -149,6 +150,10 @@ func runLoadCtx(ctx context.Context, cfg loadConfig) *loadStats {
 				// so a stop never shows up as a failure.
 				t0 := time.Now()
 				req, _ := http.NewRequest("GET", cfg.URL, nil)
+				var reused, wasIdle bool
+				req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+					GotConn: func(i httptrace.GotConnInfo) { reused, wasIdle = i.Reused, i.WasIdle },
+				}))
 				resp, err := client.Do(req)
 				var body []byte
 				if err == nil {
@@ -165,7 +170,11 @@ func runLoadCtx(ctx context.Context, cfg loadConfig) *loadStats {
 				mu.Unlock()
 				switch {
 				case err != nil:
-					fail(fmt.Sprintf("transport error after %v: %v", lat.Round(time.Millisecond), err), true)
+					conn := "a new connection"
+					if reused {
+						conn = fmt.Sprintf("a reused keep-alive connection (was idle: %v)", wasIdle)
+					}
+					fail(fmt.Sprintf("transport error after %v on %s: %v", lat.Round(time.Millisecond), conn, err), true)
 				case resp.StatusCode < 200 || resp.StatusCode > 299:
 					fail(fmt.Sprintf("status %d after %v: %.200q", resp.StatusCode, lat.Round(time.Millisecond), body), false)
 				default:

@@ -686,6 +686,10 @@ class Channel:
         while not self.cancelled:
             if self.end - self.start >= 5:
                 length, ftype = _HEAD.unpack_from(self.buf, self.start)
+                if ftype == REQUEST:
+                    # Caddy pipelined the next request: it stays buffered for the serve
+                    # loop, and a CANCEL after it belongs to it, not to this exchange.
+                    return False
                 if ftype != CANCEL or length:
                     _violation('frame type 0x%02x (length %d) while sending a response'
                                % (ftype, length))

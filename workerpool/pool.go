@@ -20,11 +20,39 @@ var (
 	ErrClosed       = errors.New("worker pool is stopped")
 )
 
-// Slot is one worker thread's channel, handed to exactly one request at a time.
+// Slot is one worker thread's channel. It runs one exchange at a time, and may hold
+// one more queued behind it (see Lease).
 type Slot struct {
 	conn    *protocol.Conn
 	worker  *worker
 	current atomic.Pointer[Activity]
+
+	// Guarded by Pool.mu:
+	since       time.Time // when the running exchange started
+	pipelinable bool      // the running exchange takes no body from READ
+	queued      *Lease    // the exchange whose REQUEST is already written behind it
+
+	wmu sync.Mutex // orders REQUEST and CANCEL writes with seq
+	seq uint64     // REQUEST frames written
+}
+
+// Send writes a REQUEST frame and returns its sequence number on this channel.
+func (s *Slot) Send(frame []byte) (uint64, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.seq++
+	return s.seq, s.conn.Write(frame)
+}
+
+// Cancel sends CANCEL for the exchange whose REQUEST had sequence seq, unless a later
+// REQUEST is already on the wire: a CANCEL always refers to the latest REQUEST before it
+// (PROTOCOL.md), so the exchange then runs to its end and the caller discards it.
+func (s *Slot) Cancel(seq uint64) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.seq == seq {
+		s.conn.Write(protocol.AppendFrame(nil, protocol.TypeCancel, nil))
+	}
 }
 
 // Activity is what a slot is doing, for the admin API.
@@ -41,6 +69,7 @@ func (s *Slot) Begin(request string) { s.current.Store(&Activity{Request: reques
 // replaces it). The caller answers 504 and releases the slot as unhealthy.
 func (p *Pool) KillStuck(s *Slot, request string, elapsed time.Duration) {
 	w := s.worker
+	p.removeWorker(w) // its other threads look idle: no new request may go there
 	stacks := w.dumpStacks()
 	p.log.Error("request timed out; killing the worker",
 		zap.Int("pid", w.pid), zap.String("request", request), zap.Duration("elapsed", elapsed),
@@ -81,13 +110,18 @@ type Pool struct {
 	idle     []*Slot
 	waiters  waitQueue
 	workers  map[*worker]struct{}
-	failing  bool // the latest boot of every position failed and none is running
-	bootErrs int  // positions whose latest boot failed
+	ewma     time.Duration // smoothed service time of an exchange, for pipelining
+	failing  bool          // the latest boot of every position failed and none is running
+	bootErrs int           // positions whose latest boot failed
 	lastErr  error
 	closed   bool
-	inflight sync.WaitGroup
-	ready    chan struct{} // closed at the first READY or the first boot failure
-	readyOne sync.Once
+	// Requests inside the handler (reading a body, queued, running), and when the
+	// latest one came in: Stop drains them before it closes the pool.
+	entered   atomic.Int64
+	lastEnter atomic.Int64 // unix nanoseconds
+	stopping  atomic.Bool
+	ready     chan struct{} // closed at the first READY or the first boot failure
+	readyOne  sync.Once
 }
 
 // New validates cfg and returns a pool that is not started yet.
@@ -152,119 +186,6 @@ func (p *Pool) WaitReady(ctx context.Context) bool {
 }
 
 func (p *Pool) markReady() { p.readyOne.Do(func() { close(p.ready) }) }
-
-// Acquire returns an idle slot, waiting in the queue up to QueueTimeout.
-func (p *Pool) Acquire(ctx context.Context) (*Slot, error) {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return nil, ErrClosed
-	}
-	if s := p.takeIdleLocked(); s != nil {
-		p.inflight.Add(1)
-		p.mu.Unlock()
-		return s, nil
-	}
-	if p.failing {
-		p.mu.Unlock()
-		return nil, ErrUnavailable
-	}
-	if p.waiters.len() >= p.cfg.MaxQueue {
-		p.mu.Unlock()
-		return nil, ErrQueueFull
-	}
-	w := &waiter{ch: make(chan *Slot, 1), since: time.Now()}
-	p.waiters.push(w)
-	p.mu.Unlock()
-
-	timer := time.NewTimer(p.cfg.QueueTimeout)
-	defer timer.Stop()
-	var err error
-	select {
-	case s := <-w.ch:
-		return p.handed(s)
-	case <-timer.C:
-		err = ErrQueueTimeout
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	p.mu.Lock()
-	removed := p.waiters.remove(w)
-	p.mu.Unlock()
-	if !removed {
-		// A slot (or a refusal) was handed over while we gave up: take it after all.
-		return p.handed(<-w.ch)
-	}
-	return nil, err
-}
-
-// handed turns what a waiter received into Acquire's result; nil means the pool failed.
-func (p *Pool) handed(s *Slot) (*Slot, error) {
-	if s == nil {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if p.closed {
-			return nil, ErrClosed
-		}
-		return nil, ErrUnavailable
-	}
-	return s, nil
-}
-
-// takeIdleLocked picks an idle slot of the least busy worker.
-func (p *Pool) takeIdleLocked() *Slot {
-	best := -1
-	for i := len(p.idle) - 1; i >= 0; i-- {
-		s := p.idle[i]
-		if best < 0 || s.worker.busy < p.idle[best].worker.busy {
-			best = i
-			if s.worker.busy == 0 {
-				break
-			}
-		}
-	}
-	if best < 0 {
-		return nil
-	}
-	s := p.idle[best]
-	p.idle = append(p.idle[:best], p.idle[best+1:]...)
-	s.worker.busy++
-	return s
-}
-
-// Release gives a slot back. healthy=false means its channel can no longer be trusted
-// (a protocol violation or an I/O error): the worker is killed and replaced.
-func (p *Pool) Release(s *Slot, healthy bool) {
-	w := s.worker
-	s.current.Store(nil)
-	served := w.served.Add(1)
-	if !healthy && !w.dead.Load() {
-		p.log.Warn("killing worker after a broken exchange", zap.Int("pid", w.pid))
-		reason := ReasonBroken
-		w.stopReason.CompareAndSwap(nil, &reason)
-		w.kill()
-	} else if w.maxRequests > 0 && served == w.maxRequests {
-		w.requestRecycle(ReasonMaxRequests)
-	}
-	p.mu.Lock()
-	w.busy--
-	if !w.dead.Load() {
-		p.offerLocked(s)
-	}
-	p.mu.Unlock()
-	p.inflight.Done()
-}
-
-// offerLocked hands s to the first waiter, or puts it on the idle list.
-func (p *Pool) offerLocked(s *Slot) {
-	if wt := p.waiters.pop(); wt != nil {
-		s.worker.busy++
-		p.inflight.Add(1)
-		wt.ch <- s
-		return
-	}
-	p.idle = append(p.idle, s)
-}
 
 // addWorker makes a ready worker's slots available.
 func (p *Pool) addWorker(w *worker) {
@@ -333,11 +254,11 @@ func (p *Pool) bootFailed(failed bool) {
 // Stop stops taking requests, lets running ones finish within GracefulTimeout (or until
 // ctx ends), then stops every worker and waits for the processes to exit.
 func (p *Pool) Stop(ctx context.Context) error {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
+	if p.stopping.Swap(true) {
 		return nil
 	}
+	p.drain(ctx)
+	p.mu.Lock()
 	p.closed = true
 	for wt := p.waiters.pop(); wt != nil; wt = p.waiters.pop() {
 		wt.ch <- nil
@@ -345,17 +266,6 @@ func (p *Pool) Stop(ctx context.Context) error {
 	positions := append(p.positions, p.background...)
 	p.positions, p.background = nil, nil
 	p.mu.Unlock()
-
-	drained := make(chan struct{})
-	go func() { p.inflight.Wait(); close(drained) }()
-	grace := time.NewTimer(p.cfg.GracefulTimeout)
-	defer grace.Stop()
-	select {
-	case <-drained:
-	case <-grace.C:
-		p.log.Warn("graceful timeout: stopping workers with requests still running")
-	case <-ctx.Done():
-	}
 	for _, cancel := range positions {
 		cancel(ErrClosed)
 	}
@@ -367,5 +277,40 @@ func (p *Pool) Stop(ctx context.Context) error {
 		return nil
 	case <-time.After(p.cfg.GracefulTimeout + 10*time.Second):
 		return fmt.Errorf("worker pool for %s: supervisors did not stop", p.cfg.App)
+	}
+}
+
+// drainQuiet: a pool being stopped keeps serving until no request has been inside the
+// handler for this long. During a reload Caddy's old server still finishes the requests
+// it accepted (and reads their bodies) after the old config is cleaned up: they must be
+// served, not refused.
+const drainQuiet = 100 * time.Millisecond
+
+// Enter and Leave bracket a request in the handler, from before its body is read.
+func (p *Pool) Enter() {
+	p.entered.Add(1)
+	p.lastEnter.Store(time.Now().UnixNano())
+}
+
+// Leave ends what Enter started.
+func (p *Pool) Leave() { p.entered.Add(-1) }
+
+// drain waits, within GracefulTimeout, until requests stop coming and running ones end.
+func (p *Pool) drain(ctx context.Context) {
+	deadline := time.Now().Add(p.cfg.GracefulTimeout)
+	for {
+		quiet := time.Since(time.Unix(0, p.lastEnter.Load())) >= drainQuiet
+		if p.entered.Load() == 0 && quiet {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.log.Warn("graceful timeout: stopping workers with requests still running", zap.Int64("requests", p.entered.Load()))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }

@@ -35,8 +35,9 @@ func startPool(t *testing.T, cfg Config) (*Pool, *observer.ObservedLogs) {
 }
 
 // roundTrip sends a minimal GET over the slot and returns the response body.
-func roundTrip(t *testing.T, s *Slot) string {
+func roundTrip(t *testing.T, l *Lease) string {
 	t.Helper()
+	s := l.Slot
 	var w protocol.RequestWriter
 	w.Begin(0)
 	w.Add("REQUEST_METHOD", "GET")
@@ -60,22 +61,22 @@ func TestDispatchAndQueue(t *testing.T) {
 	p, _ := startPool(t, Config{App: "apps:application", Workers: 2, QueueTimeout: 300 * time.Millisecond})
 	ctx := context.Background()
 	waitWorkers(t, p, 2)
-	a, err := p.Acquire(ctx)
+	a, err := p.Acquire(ctx, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := p.Acquire(ctx)
+	b, err := p.Acquire(ctx, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.PID() == b.PID() {
+	if a.Slot.PID() == b.Slot.PID() {
 		t.Fatal("two idle workers, yet both requests went to the same one")
 	}
 	if roundTrip(t, a) == roundTrip(t, b) {
 		t.Fatal("both slots answered from one process")
 	}
 	start := time.Now()
-	if _, err := p.Acquire(ctx); !errors.Is(err, ErrQueueTimeout) {
+	if _, err := p.Acquire(ctx, false); !errors.Is(err, ErrQueueTimeout) {
 		t.Fatalf("third acquire: %v, want ErrQueueTimeout", err)
 	}
 	if d := time.Since(start); d < 250*time.Millisecond {
@@ -83,8 +84,8 @@ func TestDispatchAndQueue(t *testing.T) {
 	}
 	// A waiter gets the slot released while it waits.
 	go func() { time.Sleep(50 * time.Millisecond); p.Release(a, true) }()
-	c, err := p.Acquire(ctx)
-	if err != nil || c != a {
+	c, err := p.Acquire(ctx, false)
+	if err != nil || c.Slot != a.Slot {
 		t.Fatalf("queued acquire got %v, %v; want the released slot", c, err)
 	}
 	p.Release(b, true)
@@ -93,39 +94,39 @@ func TestDispatchAndQueue(t *testing.T) {
 
 func TestMaxQueue(t *testing.T) {
 	p, _ := startPool(t, Config{App: "apps:application", Workers: 1, MaxQueue: 1, QueueTimeout: time.Second})
-	s, err := p.Acquire(context.Background())
+	s, err := p.Acquire(context.Background(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Release(s, true)
 	go func() { // fills the queue, then gives back what it gets
-		if q, err := p.Acquire(context.Background()); err == nil {
+		if q, err := p.Acquire(context.Background(), false); err == nil {
 			p.Release(q, true)
 		}
 	}()
 	time.Sleep(50 * time.Millisecond)
-	if _, err := p.Acquire(context.Background()); !errors.Is(err, ErrQueueFull) {
+	if _, err := p.Acquire(context.Background(), false); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("got %v, want ErrQueueFull", err)
 	}
 }
 
 func TestDeadWorkerIsReplaced(t *testing.T) {
 	p, logs := startPool(t, Config{App: "apps:application", Workers: 1})
-	s, err := p.Acquire(context.Background())
+	s, err := p.Acquire(context.Background(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldPID := s.PID()
+	oldPID := s.Slot.PID()
 	p.Release(s, true)
 	syscall.Kill(oldPID, syscall.SIGKILL)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		s, err := p.Acquire(context.Background())
+		s, err := p.Acquire(context.Background(), false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pid := s.PID()
-		alive := s.worker.dead.Load() == false
+		pid := s.Slot.PID()
+		alive := !s.Slot.worker.dead.Load()
 		p.Release(s, true)
 		if pid != oldPID && alive {
 			if logs.FilterMessage("worker exited; replacing it").Len() == 0 {
@@ -140,7 +141,7 @@ func TestDeadWorkerIsReplaced(t *testing.T) {
 
 func TestBootErrorIsLoggedAndFailsFast(t *testing.T) {
 	p, logs := startPool(t, Config{App: "broken:application", Workers: 1})
-	if _, err := p.Acquire(context.Background()); !errors.Is(err, ErrUnavailable) {
+	if _, err := p.Acquire(context.Background(), false); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("got %v, want ErrUnavailable", err)
 	}
 	entries := logs.FilterMessage("worker failed to import the app").All()
@@ -172,7 +173,7 @@ func TestStopLeavesNoProcess(t *testing.T) {
 			t.Fatalf("worker %d still runs after Stop", pid)
 		}
 	}
-	if _, err := p.Acquire(context.Background()); !errors.Is(err, ErrClosed) {
+	if _, err := p.Acquire(context.Background(), false); !errors.Is(err, ErrClosed) {
 		t.Fatalf("acquire after stop: %v", err)
 	}
 }
@@ -248,12 +249,12 @@ func TestPreloadForksFromZygote(t *testing.T) {
 			t.Fatalf("worker %d has parent %s, want the zygote %d", pid, f[3], z.pid)
 		}
 	}
-	s, err := p.Acquire(context.Background())
+	s, err := p.Acquire(context.Background(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := roundTrip(t, s); got != itoa(s.PID()) {
-		t.Fatalf("forked worker answered %q, want its pid %d", got, s.PID())
+	if got := roundTrip(t, s); got != itoa(s.Slot.PID()) {
+		t.Fatalf("forked worker answered %q, want its pid %d", got, s.Slot.PID())
 	}
 	p.Release(s, true)
 	// A killed forked worker is reported by the zygote and replaced.

@@ -252,7 +252,7 @@ func (w *worker) dumpStacks() string {
 		// Once the dump started, a short silence means it is complete.
 		quiet := deadline
 		if len(out) > 0 {
-			quiet = time.Now().Add(150 * time.Millisecond)
+			quiet = time.Now().Add(30 * time.Millisecond)
 		}
 		if quiet.After(deadline) {
 			quiet = deadline

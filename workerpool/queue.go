@@ -5,8 +5,9 @@ import "time"
 // waiter is a request waiting for a slot. Its channel receives exactly one value:
 // a slot, or nil when the pool cannot serve.
 type waiter struct {
-	ch    chan *Slot
-	since time.Time
+	ch          chan *Lease
+	since       time.Time
+	pipelinable bool
 }
 
 // waitQueue is a FIFO of waiters. Removal of a waiter that gave up is O(n), which is
@@ -34,6 +35,13 @@ func (q *waitQueue) push(w *waiter) {
 		q.items, q.head = q.items[:n], 0
 	}
 	q.items = append(q.items, w)
+}
+
+func (q *waitQueue) peek() *waiter {
+	if q.head == len(q.items) {
+		return nil
+	}
+	return q.items[q.head]
 }
 
 func (q *waitQueue) pop() *waiter {

@@ -197,15 +197,16 @@ func (p *Pool) retire(w *worker, reason string) {
 	w.stopReason.Store(&reason)
 	p.removeWorker(w)
 	deadline := time.Now().Add(p.cfg.GracefulTimeout)
+	if reason == "stop" {
+		// Stop already spent the grace period draining the pool.
+		deadline = time.Now()
+	}
+	busy := 0
 	for {
 		p.mu.Lock()
-		busy := w.busy
+		busy = w.busy
 		p.mu.Unlock()
-		if busy == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			p.log.Warn("graceful timeout: stopping a worker with requests still running", zap.Int("pid", w.pid), zap.Int("running", busy))
+		if busy == 0 || time.Now().After(deadline) {
 			break
 		}
 		select {
@@ -213,7 +214,13 @@ func (p *Pool) retire(w *worker, reason string) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	w.terminate()
+	if busy > 0 {
+		// Past the grace period: like Gunicorn, do not wait any longer.
+		p.log.Warn("graceful timeout: killing a worker with requests still running", zap.Int("pid", w.pid), zap.Int("running", busy))
+		w.kill()
+	} else {
+		w.terminate()
+	}
 	select {
 	case <-w.exited:
 	case <-time.After(3 * time.Second):

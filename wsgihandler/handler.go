@@ -76,6 +76,8 @@ func New(pool *workerpool.Pool, opts Options) *Handler {
 
 // ServeHTTP runs one request through a worker. It returns after the response is written.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, info Request) {
+	h.pool.Enter()
+	defer h.pool.Leave()
 	if strings.IndexByte(r.URL.Path, 0) >= 0 || strings.IndexByte(info.ScriptName, 0) >= 0 {
 		http.Error(w, "Bad Request: NUL in path", http.StatusBadRequest)
 		return
@@ -111,23 +113,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, info Request
 	}
 
 	queued := time.Now()
-	slot, err := h.pool.Acquire(r.Context())
+	lease, seq, err := h.dispatch(r, frame, in.stream == nil)
 	if err != nil {
 		h.unavailable(w, r, err)
 		h.observe(time.Since(queued), 0, http.StatusServiceUnavailable)
 		return
 	}
+	slot := lease.Slot
 	dispatched := time.Now()
 	desc := r.Method + " " + r.RequestURI
 	slot.Begin(desc)
-	ex := exchange{h: h, w: w, r: r, conn: slot.Conn(), body: in.stream, timeout: h.timeout,
-		log: h.log.With(zap.Int("pid", slot.PID()), zap.String("method", r.Method), zap.String("uri", r.RequestURI))}
+	ex := exchange{h: h, w: w, r: r, slot: slot, conn: slot.Conn(), seq: seq, body: in.stream, timeout: h.timeout}
 	healthy := ex.run(frame)
 	if ex.timedOut {
 		h.pool.KillStuck(slot, desc, time.Since(ex.start))
 		ex.fail(http.StatusGatewayTimeout)
 	}
-	h.pool.Release(slot, healthy)
+	h.pool.Release(lease, healthy)
 	h.observe(dispatched.Sub(queued), time.Since(dispatched), ex.status())
 	if ex.abort {
 		// The response was already started: make the client see a broken response,
@@ -139,6 +141,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, info Request
 func (h *Handler) observe(queueWait, duration time.Duration, code int) {
 	if h.observer != nil {
 		h.observer.ObserveRequest(queueWait, duration, code)
+	}
+}
+
+// dispatch leases a worker thread. A lease queued behind a running exchange gets its
+// REQUEST written at once (so the worker finds it without a wake-up) and then waits its
+// turn; seq is then that REQUEST's sequence number, 0 when run must send it.
+func (h *Handler) dispatch(r *http.Request, frame []byte, pipelinable bool) (*workerpool.Lease, uint64, error) {
+	for {
+		lease, err := h.pool.Acquire(r.Context(), pipelinable)
+		if err != nil || !lease.Queued() {
+			return lease, 0, err
+		}
+		seq, werr := lease.Slot.Send(frame)
+		if lease.Wait() {
+			continue // the exchange ahead broke the worker; this request never reached it
+		}
+		if werr != nil {
+			seq = 0 // let run report the broken channel
+		}
+		return lease, seq, nil
 	}
 }
 
@@ -204,7 +226,9 @@ type exchange struct {
 	h    *Handler
 	w    http.ResponseWriter
 	r    *http.Request
+	slot *workerpool.Slot
 	conn *protocol.Conn
+	seq  uint64    // sequence number of our REQUEST on the channel, once sent
 	body io.Reader // streamed request body, or nil
 	log  *zap.Logger
 
@@ -228,6 +252,17 @@ type exchange struct {
 // run drives the exchange until the worker ends it. It reports whether the channel is
 // still in a known state (false: the worker must be replaced).
 func (ex *exchange) run(frame []byte) bool {
+	ex.start = time.Now()
+	ex.log = ex.h.log.With(zap.Int("pid", ex.slot.PID()), zap.String("method", ex.r.Method), zap.String("uri", ex.r.RequestURI))
+	ex.extendDeadline()
+	defer ex.conn.Raw().SetReadDeadline(time.Time{})
+	if ex.seq == 0 {
+		seq, err := ex.slot.Send(frame)
+		if err != nil {
+			return ex.workerLost(err)
+		}
+		ex.seq = seq
+	}
 	cancelled := make(chan struct{})
 	stop := context.AfterFunc(ex.r.Context(), func() {
 		defer close(cancelled)
@@ -238,12 +273,6 @@ func (ex *exchange) run(frame []byte) bool {
 			<-cancelled // the CANCEL must be on the wire before the channel is reused
 		}
 	}()
-	ex.start = time.Now()
-	ex.extendDeadline()
-	defer ex.conn.Raw().SetReadDeadline(time.Time{})
-	if err := ex.conn.Write(frame); err != nil {
-		return ex.workerLost(err)
-	}
 	for {
 		t, p, err := ex.conn.ReadFrame()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -280,9 +309,7 @@ func (ex *exchange) extendDeadline() {
 
 // cancel tells the worker the client is gone, once.
 func (ex *exchange) cancel() {
-	ex.cancelOnce.Do(func() {
-		ex.conn.Write(protocol.AppendFrame(nil, protocol.TypeCancel, nil))
-	})
+	ex.cancelOnce.Do(func() { ex.slot.Cancel(ex.seq) })
 }
 
 // handle processes one frame; done means the exchange is over.

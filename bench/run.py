@@ -1,0 +1,1147 @@
+#!/usr/bin/env python3
+"""The caddy-wsgi benchmark driver. Run it through bench/run.sh, which installs what it needs.
+
+Starts each contender (a server, or Caddy in front of one) on 127.0.0.1, drives it with wrk
+(HTTP/1.1) or h2load (HTTP/2 over TLS) for a fixed time at a fixed concurrency after a short
+warm-up, samples the server's process tree (CPU from /proc/<pid>/stat, RSS from
+/proc/<pid>/status every 100 ms), stops it (process groups, then any stray pid of its tree),
+and writes bench/results/<timestamp>.{md,json}, latest.{md,json,png}. `--write-docs` turns
+the latest results into docs/benchmarks.md (and docs/benchmarks.png).
+"""
+import argparse
+import atexit
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+BUILD = BENCH / ".build"
+VENV = BENCH / ".venv"
+APPS = BENCH / "apps"
+CADDYFILES = BENCH / "caddy"
+RESULTS = BENCH / "results"
+DOCS = ROOT / "docs"
+MIB = 1024 * 1024
+CLK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+# ---------------------------------------------------------------------------------------------
+# Contenders and workloads
+# ---------------------------------------------------------------------------------------------
+
+# kind: wsgi (caddy-wsgi), proxy (Caddy reverse_proxy -> upstream), alone (a Python server),
+# respond (Caddy without Python: the reference), snake (caddy-snake).
+CONTENDERS = [
+    dict(name="caddy-wsgi", kind="wsgi", threads=1, desc="Caddy `wsgi` directive, `workers N`"),
+    dict(name="caddy-wsgi-threads", kind="wsgi", threads="T", desc="Caddy `wsgi` directive, `workers N`, `threads T`"),
+    dict(name="caddy+gunicorn-sync", kind="proxy", upstream="gunicorn-sync", desc="Caddy `reverse_proxy` → Gunicorn sync `-w N`"),
+    dict(name="caddy+gunicorn-gthread", kind="proxy", upstream="gunicorn-gthread", desc="Caddy `reverse_proxy` → Gunicorn gthread `-w N --threads T`"),
+    dict(name="gunicorn-sync", kind="alone", upstream="gunicorn-sync", desc="Gunicorn sync `-w N` alone"),
+    dict(name="granian", kind="alone", upstream="granian", desc="Granian `--interface wsgi --workers N` alone"),
+    dict(name="caddy+granian", kind="proxy", upstream="granian", desc="Caddy `reverse_proxy` → Granian `--workers N`"),
+    dict(name="uwsgi", kind="alone", upstream="uwsgi", desc="uWSGI `--http-socket`, `--processes N` alone"),
+    dict(name="caddy-snake", kind="snake", desc="caddy-snake `python { workers N }` (if it builds)"),
+    dict(name="caddy-respond", kind="respond", desc="Caddy `respond` / `file_server`, no Python (reference, not a peer)"),
+]
+CONTENDER = {c["name"]: c for c in CONTENDERS}
+
+GROUP_APP = {"plain": "app:application", "flask": "flask_app:application", "django": "django_app:application"}
+GROUP_READY = {"plain": "/hello", "flask": "/flask/json", "django": "/django/items"}
+
+PYTHON_KINDS = ("wsgi", "proxy", "alone", "snake")
+CADDY_KINDS = ("wsgi", "proxy", "respond", "snake")
+
+# conns: "C" = --connections, "B" = --big-connections. expect: response body size for the check.
+WORKLOADS = [
+    dict(name="hello", group="plain", path="/hello", conns="C", kinds=PYTHON_KINDS + ("respond",), quick=True,
+         desc="13-byte `Hello, world!`, keep-alive"),
+    dict(name="hello-close", group="plain", path="/hello", conns="C", close=True, kinds=PYTHON_KINDS + ("respond",),
+         desc="13-byte hello world, `Connection: close` (a new TCP connection per request)"),
+    dict(name="hello-h2", group="plain", path="/hello", conns="C", tool="h2load", kinds=CADDY_KINDS, quick=True,
+         desc="13-byte hello world over HTTP/2 + TLS (h2load, `tls internal`, one stream per connection); Caddy-fronted contenders only"),
+    dict(name="json4k", group="plain", path="/json4k", conns="C", kinds=PYTHON_KINDS + ("respond",),
+         desc="4 KiB JSON serialised by `json.dumps` on every request (Caddy `respond`: the same bytes, static)"),
+    dict(name="slow", group="plain", path="/slow", conns="C", kinds=PYTHON_KINDS,
+         desc="`time.sleep(0.05)` per request: bound by threads (N×T/0.05 s), not CPU"),
+    dict(name="flask", group="flask", path="/flask/json", conns="C", kinds=PYTHON_KINDS, quick=True,
+         desc="Flask JSON view (`jsonify`, a query argument)"),
+    dict(name="django", group="django", path="/django/items", conns="C", kinds=PYTHON_KINDS, quick=True,
+         desc="Django template view: ORM query of 10 rows from SQLite, rendered with a template"),
+    dict(name="stream-1m", group="plain", path="/stream?mib=1", conns="C", kinds=PYTHON_KINDS, bytes=MIB,
+         desc="1 MiB streamed from a generator (64 KiB blocks)"),
+    dict(name="stream-100m", group="plain", path="/stream?mib=100", conns="B", kinds=PYTHON_KINDS, bytes=100 * MIB,
+         desc="100 MiB streamed from a generator (64 KiB blocks), low concurrency"),
+    dict(name="upload-10m", group="plain", path="/upload", conns="B", upload=10 * MIB, kinds=PYTHON_KINDS, quick=True,
+         desc="POST of a 10 MiB body, read whole by the app (wrk + Lua), low concurrency"),
+    dict(name="file-100m", group="plain", path="/file", conns="B", kinds=PYTHON_KINDS + ("respond",), bytes=100 * MIB,
+         desc="100 MiB file via `wsgi.file_wrapper` (Caddy: `file_server` on the same file), low concurrency"),
+]
+WORKLOAD = {w["name"]: w for w in WORKLOADS}
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def first_line(cmd):
+    try:
+        r = sh(cmd, timeout=20)
+        return (r.stdout or r.stderr).strip().splitlines()[0]
+    except Exception as e:  # noqa: BLE001
+        return "unavailable (%s)" % e
+
+
+def read_stat(pid):
+    """(ppid, utime+stime+cutime+cstime in seconds) or None."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    rest = data[data.rindex(b")") + 2:].split()
+    # rest[0] is field 3 (state): ppid=4, utime=14, stime=15, cutime=16, cstime=17
+    ticks = int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
+    return int(rest[1]), ticks / CLK
+
+
+def ppid_map():
+    m = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = read_stat(int(name))
+            if st:
+                m[int(name)] = st[0]
+    return m
+
+
+def tree(roots):
+    """Pids of the roots and all their descendants that are alive now."""
+    m = ppid_map()
+    kids = {}
+    for pid, ppid in m.items():
+        kids.setdefault(ppid, []).append(pid)
+    out, todo = [], [r for r in roots if r in m]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, ()))
+    return out
+
+
+def cpu_seconds(roots):
+    """utime+stime of every live process of the trees, plus what they reaped (cutime+cstime)."""
+    total = 0.0
+    for pid in tree(roots):
+        st = read_stat(pid)
+        if st:
+            total += st[1]
+    return total
+
+
+def system_busy():
+    """(task CPU seconds, irq+softirq seconds) of the whole machine (all CPUs), from /proc/stat.
+
+    Task time is user+nice+system+steal; irq and softirq (most of the loopback TCP work) are
+    not charged to any process, so they are kept apart."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (v[0] + v[1] + v[2] + v[7]) / CLK, (v[5] + v[6]) / CLK
+
+
+def rss_kib(pid):
+    try:
+        with open("/proc/%d/statm" % pid) as f:
+            return int(f.read().split()[1]) * PAGE_KIB
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def comm(pid):
+    try:
+        return Path("/proc/%d/comm" % pid).read_text().strip()
+    except OSError:
+        return "?"
+
+
+class Sampler(threading.Thread):
+    """Peak RSS of every process of the trees, sampled every 100 ms (VmRSS, via statm)."""
+
+    def __init__(self, roots, front):
+        super().__init__(daemon=True)
+        self.roots, self.front = list(roots), front
+        self.peak, self.names = {}, {}
+        self.peak_total = 0
+        self.halt = threading.Event()
+
+    def sample(self):
+        total = 0
+        for pid in tree(self.roots):
+            kib = rss_kib(pid)
+            if kib is None:
+                continue
+            total += kib
+            if kib > self.peak.get(pid, 0):
+                self.peak[pid] = kib
+            if pid not in self.names:
+                self.names[pid] = comm(pid)
+        self.peak_total = max(self.peak_total, total)
+
+    def run(self):
+        while not self.halt.is_set():
+            self.sample()
+            self.halt.wait(0.1)
+
+    def stop(self):
+        self.halt.set()
+        self.join()
+        self.sample()
+        workers = {p: k for p, k in self.peak.items() if p not in self.roots}
+        return dict(
+            rss_front_mib=self.peak.get(self.front, 0) / 1024,
+            rss_worker_max_mib=(max(workers.values()) / 1024) if workers else None,
+            rss_total_mib=self.peak_total / 1024,
+            workers=len(workers),
+            worker_names=sorted(set(self.names.get(p, "?") for p in workers)),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Process management: every server runs in its own session/process group
+# ---------------------------------------------------------------------------------------------
+
+LIVE = []  # Popen objects still to stop
+
+
+def spawn(cmd, env, logfile, cwd=None):
+    f = open(logfile, "ab")
+    f.write(("\n$ %s\n" % " ".join(shlex.quote(c) for c in cmd)).encode())
+    f.flush()
+    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    f.close()
+    LIVE.append(p)
+    return p
+
+
+def stop(p, grace=5.0):
+    """SIGTERM the group, then SIGKILL the group and every pid of its tree that is left."""
+    pids = tree([p.pid])
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            pass
+        deadline = time.time() + wait
+        while time.time() < deadline and p.poll() is None:
+            time.sleep(0.05)
+        if p.poll() is not None and not [q for q in pids if read_stat(q)]:
+            break
+    p.poll()
+    for q in pids + tree([p.pid]):
+        if read_stat(q):
+            try:
+                os.kill(q, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    try:
+        p.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        pass
+    if p in LIVE:
+        LIVE.remove(p)
+
+
+def stop_all():
+    for p in reversed(list(LIVE)):
+        stop(p, grace=2.0)
+
+
+def on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers
+# ---------------------------------------------------------------------------------------------
+
+
+class Env:
+    """Everything a run needs to know: paths, binaries, options."""
+
+    def __init__(self, args):
+        self.args = args
+        self.caddy = os.environ.get("CADDY_BIN") or str(BUILD / "caddy")
+        self.snake = BUILD / "caddy-snake"
+        self.python = str(VENV / "bin" / "python")
+        self.file = BUILD / "data" / "file100m.bin"
+        self.logs = BUILD / "logs"
+        self.json4k = None
+
+
+def base_env(env, extra=None):
+    e = dict(os.environ)
+    e.pop("VIRTUAL_ENV", None)
+    e.update(
+        BENCH_FILE=str(env.file),
+        BENCH_DJANGO_DB=str(BUILD / "djbench.sqlite3"),
+        PYTHONDONTWRITEBYTECODE="1",
+        XDG_DATA_HOME=str(BUILD / "caddy-home" / "data"),
+        XDG_CONFIG_HOME=str(BUILD / "caddy-home" / "config"),
+    )
+    e.update(extra or {})
+    return e
+
+
+def upstream_cmd(env, which, app, port):
+    a, n, t = env.args, str(env.args.procs), str(env.args.threads)
+    v = VENV / "bin"
+    if which == "gunicorn-sync":
+        return [str(v / "gunicorn"), "-w", n, "-b", "127.0.0.1:%d" % port, "--chdir", str(APPS),
+                "--log-level", "warning", app]
+    if which == "gunicorn-gthread":
+        return [str(v / "gunicorn"), "-w", n, "-k", "gthread", "--threads", t, "-b", "127.0.0.1:%d" % port,
+                "--chdir", str(APPS), "--log-level", "warning", app]
+    if which == "granian":
+        return [str(v / "granian"), "--interface", "wsgi", "--workers", n, "--host", "127.0.0.1", "--port", str(port),
+                "--working-dir", str(APPS), "--no-ws", "--log-level", "warning", app]
+    if which == "uwsgi":
+        return [str(v / "uwsgi"), "--http-socket", "127.0.0.1:%d" % port, "--master", "--processes", n,
+                "--home", str(VENV), "--chdir", str(APPS), "--module", app, "--need-app", "--die-on-term",
+                "--disable-logging", "--add-header", "Connection: close"]
+    raise ValueError(which)
+
+
+def caddy_env(env, c, app, http_port, https_port, upstream_port=None):
+    threads = env.args.threads if c.get("threads") == "T" else 1
+    extra = dict(
+        BENCH_HTTP_PORT=str(http_port), BENCH_HTTPS_PORT=str(https_port),
+        BENCH_CADDY_DATA=str(BUILD / "caddy-data"), BENCH_APP=app, BENCH_APPS_DIR=str(APPS),
+        BENCH_VENV=str(VENV), BENCH_WORKERS=str(env.args.procs), BENCH_THREADS=str(threads),
+        BENCH_FILE_NAME=env.file.name, BENCH_FILE_DIR=str(env.file.parent), BENCH_JSON4K=env.json4k,
+    )
+    if upstream_port:
+        extra["BENCH_UPSTREAM"] = "127.0.0.1:%d" % upstream_port
+    return extra
+
+
+def wait_ready(url, procs, timeout=90.0):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError("exited with status %s before it was ready" % p.returncode)
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                r.read()
+                if r.status == 200:
+                    return
+                last = "HTTP %d" % r.status
+        except Exception as e:  # noqa: BLE001
+            last = str(e)
+        time.sleep(0.1)
+    raise RuntimeError("not ready after %.0fs (%s)" % (timeout, last))
+
+
+class Server:
+    """One running contender for one app group."""
+
+    def __init__(self, env, c, group):
+        self.env, self.c, self.group = env, c, group
+        self.procs, self.commands = [], []
+        self.front = None
+        self.http_port = self.https_port = None
+
+    def start(self):
+        env, c, group = self.env, self.c, self.group
+        app = GROUP_APP[group]
+        logfile = env.logs / ("%s-%s.log" % (c["name"], group))
+        logfile.write_text("")
+        self.logfile = logfile
+        kind = c["kind"]
+        self.http_port = free_port()
+        if kind in ("proxy", "alone"):
+            up = self.http_port if kind == "alone" else free_port()
+            cmd = upstream_cmd(env, c["upstream"], app, up)
+            p = spawn(cmd, base_env(env), logfile)
+            self.procs.append(p)
+            self.commands.append(cmd)
+            wait_ready("http://127.0.0.1:%d%s" % (up, GROUP_READY[group]), self.procs)
+            if kind == "alone":
+                self.front = p.pid
+                return
+            upstream_port = up
+        else:
+            upstream_port = None
+        self.https_port = free_port()
+        caddyfile = {"wsgi": "wsgi", "proxy": "proxy", "respond": "respond", "snake": "snake"}[kind]
+        binary = str(env.snake) if kind == "snake" else env.caddy
+        cmd = [binary, "run", "--adapter", "caddyfile", "--config", str(CADDYFILES / (caddyfile + ".Caddyfile"))]
+        extra = caddy_env(env, c, app, self.http_port, self.https_port, upstream_port)
+        p = spawn(cmd, base_env(env, extra), logfile, cwd=str(CADDYFILES))
+        self.procs.insert(0, p)
+        self.front = p.pid
+        self.caddy_vars = {k: v for k, v in extra.items() if k != "BENCH_JSON4K"}
+        self.commands.insert(0, cmd)
+        wait_ready("http://127.0.0.1:%d%s" % (self.http_port, GROUP_READY[group]), self.procs)
+
+    @property
+    def roots(self):
+        return [p.pid for p in self.procs]
+
+    def alive(self):
+        return all(p.poll() is None for p in self.procs)
+
+    def stop(self):
+        for p in list(self.procs):
+            stop(p)
+
+    def log_tail(self, n=8):
+        try:
+            lines = self.logfile.read_text(errors="replace").strip().splitlines()
+            return "\n".join(lines[-n:])
+        except OSError:
+            return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Load tools
+# ---------------------------------------------------------------------------------------------
+
+LUA_DONE = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCHJSON {"requests":%d,"duration_us":%d,"bytes":%d,"connect":%d,"read":%d,"write":%d,"status":%d,' ..
+    '"timeout":%d,"p50":%d,"p90":%d,"p99":%d,"max":%d,"mean":%.1f}\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+end
+"""
+
+LUA_UPLOAD = """
+wrk.method = "POST"
+wrk.body = string.rep("x", %d)
+wrk.headers["Content-Type"] = "application/octet-stream"
+"""
+
+
+def lua_script(w):
+    text = (LUA_UPLOAD % w["upload"] if w.get("upload") else "") + LUA_DONE
+    path = BUILD / "lua" / ("%s.lua" % w["name"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def load_cmd(env, w, server, duration, conns):
+    if w.get("tool") == "h2load":
+        return ["h2load", "-c", str(conns), "-m", "1", "-t", "1", "-D", str(duration),
+                "https://127.0.0.1:%d%s" % (server.https_port, w["path"])]
+    timeout = "60s" if conns == env.args.big_connections else "10s"
+    cmd = ["wrk", "-t1", "-c", str(conns), "-d", "%ds" % duration, "--timeout", timeout, "-s", str(lua_script(w))]
+    if w.get("close"):
+        cmd += ["-H", "Connection: close"]
+    return cmd + ["http://127.0.0.1:%d%s" % (server.http_port, w["path"])]
+
+
+def run_load(cmd, duration, logpath=None):
+    if cmd[0] == "h2load" and logpath:
+        cmd = cmd[:-1] + ["--log-file", str(logpath)] + cmd[-1:]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    LIVE.append(p)
+    try:
+        out, _ = p.communicate(timeout=duration + 90)
+    except subprocess.TimeoutExpired:
+        stop(p, grace=1)
+        raise RuntimeError("load tool did not finish in time")
+    finally:
+        if p in LIVE:
+            LIVE.remove(p)
+    return p.returncode, out
+
+
+def parse_wrk(out):
+    m = re.search(r"^BENCHJSON (\{.*\})$", out, re.M)
+    if not m:
+        raise RuntimeError("wrk: " + out.strip()[-300:])
+    d = json.loads(m.group(1))
+    dur = d["duration_us"] / 1e6
+    errs = d["connect"] + d["read"] + d["write"] + d["status"] + d["timeout"]
+    return dict(
+        requests=d["requests"], duration_s=dur, rps=d["requests"] / dur, bytes_in=d["bytes"],
+        p50_ms=d["p50"] / 1000, p90_ms=d["p90"] / 1000, p99_ms=d["p99"] / 1000, max_ms=d["max"] / 1000,
+        mean_ms=d["mean"] / 1000, errors=errs,
+        error_detail={k: d[k] for k in ("connect", "read", "write", "status", "timeout") if d[k]},
+    )
+
+
+def parse_h2load(out, logpath):
+    m = re.search(r"finished in ([\d.]+)(m?s)", out)
+    rq = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                   r"(\d+) errored, (\d+) timeout", out)
+    st = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    tr = re.search(r"traffic: .*?\((\d+)\) total", out)
+    if not (m and rq):
+        raise RuntimeError("h2load: " + out.strip()[-300:])
+    dur = float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
+    done, ok, failed, errored, tmo = (int(rq.group(i)) for i in (3, 4, 5, 6, 7))
+    lat = []
+    try:
+        with open(logpath) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3:
+                    lat.append(int(parts[2]))
+    except OSError:
+        pass
+    lat.sort()
+
+    def pct(q):
+        return lat[min(len(lat) - 1, int(q / 100 * len(lat)))] / 1000 if lat else None
+
+    bad_status = (int(st.group(3)) + int(st.group(4))) if st else 0
+    errors = failed + tmo + (0 if failed else bad_status)
+    detail = {k: v for k, v in (("failed", failed), ("errored", errored), ("timeout", tmo), ("4xx+5xx", bad_status)) if v}
+    return dict(
+        requests=done, duration_s=dur, rps=done / dur if dur else 0, bytes_in=int(tr.group(1)) if tr else 0,
+        p50_ms=pct(50), p90_ms=pct(90), p99_ms=pct(99), max_ms=lat[-1] / 1000 if lat else None,
+        mean_ms=(sum(lat) / len(lat) / 1000) if lat else None, errors=errors, error_detail=detail,
+    )
+
+
+def check(env, w, server):
+    """One request with urllib before loading: status 200 and the expected body size."""
+    if w.get("tool") == "h2load":
+        r = sh(["curl", "-sk", "--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                "https://127.0.0.1:%d%s" % (server.https_port, w["path"])], timeout=30)
+        if r.stdout.strip() != "2 200":
+            raise RuntimeError("HTTP/2 check failed: %r %s" % (r.stdout, r.stderr.strip()[:200]))
+        return
+    url = "http://127.0.0.1:%d%s" % (server.http_port, w["path"])
+    data = b"x" * w["upload"] if w.get("upload") else None
+    req = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    if data:
+        req.add_header("Content-Type", "application/octet-stream")
+    with urllib.request.urlopen(req, timeout=60) as r:
+        n = 0
+        while True:
+            chunk = r.read(1 << 20)
+            if not chunk:
+                break
+            n += len(chunk)
+        if r.status != 200:
+            raise RuntimeError("check: HTTP %d" % r.status)
+    if w.get("bytes") and n != w["bytes"]:
+        raise RuntimeError("check: got %d bytes, want %d" % (n, w["bytes"]))
+
+
+QUIET = dict(budget=None)
+
+
+def wait_quiet(env):
+    """Wait (within a run-wide budget) until the machine is idle: other work running on it (tests,
+    builds) would otherwise be measured too. Returns the CPU cores busy when the cell starts."""
+    if QUIET["budget"] is None:
+        QUIET["budget"] = float(env.args.quiet_budget)
+    while True:
+        b0, t0 = system_busy()[0], time.time()
+        time.sleep(0.25)
+        busy = (system_busy()[0] - b0) / (time.time() - t0)
+        if busy < 0.2 or QUIET["budget"] <= 0:
+            return busy
+        QUIET["budget"] -= 0.25
+
+
+def run_cell(env, w, server):
+    a = env.args
+    conns = a.connections if w["conns"] == "C" else a.big_connections
+    check(env, w, server)
+    busy_before = wait_quiet(env)
+    if a.warmup > 0:
+        run_load(load_cmd(env, w, server, a.warmup, conns), a.warmup)
+    cmd = load_cmd(env, w, server, a.duration, conns)
+    logpath = BUILD / "h2load.log"
+    if logpath.exists():
+        logpath.unlink()
+    sampler = Sampler(server.roots, server.front)
+    cpu0 = cpu_seconds(server.roots)
+    ru0c, ru0s = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+    busy0, t0 = system_busy(), time.time()
+    sampler.start()
+    try:
+        rc, out = run_load(cmd, a.duration, logpath)
+    finally:
+        cpu1 = cpu_seconds(server.roots)
+        busy1, t1 = system_busy(), time.time()
+        mem = sampler.stop()
+        ru1c, ru1s = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+    if cmd[0] == "h2load":
+        res = parse_h2load(out, logpath)
+    else:
+        res = parse_wrk(out)
+    res.update(mem)
+    res["connections"] = conns
+    res["roots"] = len(server.roots)
+    res["cpu_s"] = cpu1 - cpu0
+    res["cpu_s_per_1k"] = (res["cpu_s"] / res["requests"] * 1000) if res["requests"] else None
+    res["cpu_cores"] = res["cpu_s"] / res["duration_s"] if res["duration_s"] else None
+    tool = (ru1c.ru_utime + ru1c.ru_stime) - (ru0c.ru_utime + ru0c.ru_stime)
+    me = (ru1s.ru_utime + ru1s.ru_stime) - (ru0s.ru_utime + ru0s.ru_stime)
+    res["load_tool_cpu_s"] = tool
+    # CPU used on the machine by anything else than the server, the load tool and this driver.
+    res["other_cpu_cores"] = max(0.0, (busy1[0] - busy0[0]) - res["cpu_s"] - tool - me) / (t1 - t0)
+    res["softirq_cores"] = (busy1[1] - busy0[1]) / (t1 - t0)
+    res["busy_before_cores"] = busy_before
+    if w.get("upload"):
+        res["mib_s"] = res["requests"] * w["upload"] / MIB / res["duration_s"]
+    elif w.get("bytes"):
+        res["mib_s"] = res["bytes_in"] / MIB / res["duration_s"]
+    res["load_cmd"] = " ".join(shlex.quote(c) for c in cmd)
+    if not server.alive():
+        res["note"] = "server exited during the run"
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# Setup checks and metadata
+# ---------------------------------------------------------------------------------------------
+
+
+def pip_versions():
+    r = sh([str(VENV / "bin" / "python"), "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"])
+    try:
+        pkgs = {p["name"].lower(): p["version"] for p in json.loads(r.stdout)}
+    except ValueError:
+        pkgs = {}
+    return {k: pkgs.get(k, "not installed") for k in
+            ("gunicorn", "granian", "uwsgi", "flask", "werkzeug", "django", "matplotlib")}
+
+
+def machine_info():
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = "%.1f GiB" % (int(line.split()[1]) / 1024 / 1024)
+    except OSError:
+        pass
+    return dict(
+        nproc=os.cpu_count(), cpu=cpu, memory=mem, kernel=platform.release(),
+        os=first_line(["sh", "-c", ". /etc/os-release && echo \"$PRETTY_NAME\""]),
+        python=first_line([str(VENV / "bin" / "python"), "--version"]),
+        go=first_line(["go", "version"]),
+    )
+
+
+def snake_status(env):
+    if env.snake.exists():
+        return dict(available=True, version=first_line([str(env.snake), "version"]))
+    err = BUILD / "caddy-snake.err"
+    reason = err.read_text().strip() if err.exists() else "not built (bench/run.sh builds it)"
+    return dict(available=False, reason=reason)
+
+
+def uwsgi_status():
+    if (VENV / "bin" / "uwsgi").exists():
+        return dict(available=True)
+    err = BUILD / "uwsgi.err"
+    return dict(available=False, reason=err.read_text().strip() if err.exists() else "not installed")
+
+
+def prepare_data(env):
+    (BUILD / "data").mkdir(parents=True, exist_ok=True)
+    env.logs.mkdir(parents=True, exist_ok=True)
+    if not env.file.exists() or env.file.stat().st_size != 100 * MIB:
+        block = bytes(range(256)) * 4096  # 1 MiB
+        with open(env.file, "wb") as f:
+            for _ in range(100):
+                f.write(block)
+    r = sh([env.python, str(APPS / "setup_db.py")], env=base_env(env))
+    if r.returncode:
+        raise SystemExit("setup_db.py failed:\n" + r.stdout + r.stderr)
+    r = sh([env.python, "-c", "import sys; sys.path.insert(0, %r); import app; sys.stdout.write(app.json_body().decode())"
+            % str(APPS)])
+    env.json4k = r.stdout
+
+
+def contender_commands(env, c):
+    """The exact commands of a contender, with placeholders for the ports (for the docs)."""
+    n, t = env.args.procs, env.args.threads
+    out = []
+    kind = c["kind"]
+    if kind in ("proxy", "alone"):
+        port = 8001 if kind == "proxy" else 8000
+        out.append(" ".join(shlex.quote(x) for x in upstream_cmd(env, c["upstream"], "<app>", port))
+                   .replace(str(BENCH), "bench").replace(str(ROOT), "."))
+    if kind != "alone":
+        cf = {"wsgi": "wsgi", "proxy": "proxy", "respond": "respond", "snake": "snake"}[kind]
+        binary = "bench/.build/caddy-snake" if kind == "snake" else "bench/.build/caddy"
+        threads = t if c.get("threads") == "T" else 1
+        vars_ = "BENCH_WORKERS=%d BENCH_THREADS=%d " % (n, threads) if kind in ("wsgi", "snake") else ""
+        if kind == "proxy":
+            vars_ = "BENCH_UPSTREAM=127.0.0.1:8001 "
+        out.append("%sBENCH_APP=<app> %s run --adapter caddyfile --config bench/caddy/%s.Caddyfile" % (vars_, binary, cf))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporting
+# ---------------------------------------------------------------------------------------------
+
+METRICS = [  # key, header, better, format
+    ("rps", "req/s", "high", "{:,.0f}"),
+    ("mib_s", "MiB/s", "high", "{:,.0f}"),
+    ("p50_ms", "p50 ms", "low", "{:.2f}"),
+    ("p99_ms", "p99 ms", "low", "{:.2f}"),
+    ("max_ms", "max ms", "low", "{:.1f}"),
+    ("errors", "errors", None, "{:,d}"),
+    ("cpu_s_per_1k", "CPU s/1k req", "low", "{:.3f}"),
+    ("rss_front_mib", "RSS front MiB", "low", "{:.0f}"),
+    ("rss_worker_max_mib", "RSS worker MiB", "low", "{:.0f}"),
+]
+
+
+NOISY_CORES = 0.15
+
+
+def is_peer(name):
+    return CONTENDER.get(name, {}).get("kind") != "respond"
+
+
+def best_of(cells, key, better):
+    vals = [c[key] for c in cells if c.get("status") == "ok" and is_peer(c["contender"]) and c.get(key) is not None]
+    if not vals or better is None:
+        return None
+    return max(vals) if better == "high" else min(vals)
+
+
+def fmt_cell(cell, key, better, fmtstr, best):
+    v = cell.get(key)
+    if v is None:
+        return "—"
+    s = fmtstr.format(v)
+    if best:
+        s += " (%.2f)" % (v / best)
+    elif best == 0 and better:
+        s += " (—)"
+    return s
+
+
+def workload_table(results, wname):
+    w = WORKLOAD[wname]
+    cells = [c for c in results["cells"] if c["workload"] == wname]
+    metrics = [m for m in METRICS if m[0] != "mib_s" or (w.get("bytes") or w.get("upload"))]
+    best = {k: best_of(cells, k, b) for k, _, b, _ in metrics}
+    lines = ["| contender | " + " | ".join(h for _, h, _, _ in metrics) + " | procs |",
+             "|---|" + "---:|" * (len(metrics) + 1)]
+    for c in cells:
+        name = c["contender"] if is_peer(c["contender"]) else "_%s_" % c["contender"]
+        if c["status"] != "ok":
+            why = c["status"] if c["status"] != "failed" else "failed: " + c.get("error", "")[:80].replace("|", "/")
+            lines.append("| %s | %s |%s" % (name, why, " |" * len(metrics)))
+            continue
+        row = [fmt_cell(c, k, b, f, best[k]) for k, _, b, f in metrics]
+        procs = "%d+%d" % (c.get("roots", 1), c.get("workers", 0))
+        lines.append("| %s | %s | %s |" % (name, " | ".join(row), procs))
+    return "\n".join(lines)
+
+
+def summary_line(results):
+    cells = {(c["contender"], c["workload"]): c for c in results["cells"] if c["status"] == "ok"}
+    me = cells.get(("caddy-wsgi", "hello"))
+    if not me:
+        return "Targets: no caddy-wsgi hello result."
+    parts = ["Targets (hello world, keep-alive, c=%d): caddy-wsgi %s req/s" % (me["connections"], "{:,.0f}".format(me["rps"]))]
+    for other, label in (("caddy+gunicorn-gthread", "Caddy→Gunicorn gthread"), ("granian", "Granian alone"),
+                         ("caddy-respond", "Caddy respond")):
+        o = cells.get((other, "hello"))
+        parts.append("%s %s" % ("%.2f×" % (me["rps"] / o["rps"]) if o and o["rps"] else "n/a", "vs " + label))
+    thr, gth = cells.get(("caddy-wsgi-threads", "hello")), cells.get(("caddy+gunicorn-gthread", "hello"))
+    if thr and gth:
+        parts.append("caddy-wsgi threads=%d %.2f× vs gthread threads=%d" % (results["meta"]["args"]["threads"],
+                                                                          thr["rps"] / gth["rps"], results["meta"]["args"]["threads"]))
+    p99 = []
+    for c in CONTENDERS:
+        o = cells.get((c["name"], "hello"))
+        if o and c["name"] != "caddy-wsgi" and o.get("p99_ms"):
+            p99.append("%s %.2f ms (%.2f×)" % (c["name"], o["p99_ms"], me["p99_ms"] / o["p99_ms"]))
+    line = "; ".join(parts)
+    line += ". p99 caddy-wsgi %.2f ms vs: %s." % (me["p99_ms"], ", ".join(p99)) if p99 else "."
+    return line
+
+
+def render_markdown(results):
+    m = results["meta"]
+    out = ["# caddy-wsgi benchmark run %s" % m["timestamp"], ""]
+    out.append("%d Python processes per contender, %d s per cell after a %d s warm-up, c=%d (low-concurrency rows: c=%d); "
+               "total run time %.0f s." % (m["args"]["procs"], m["args"]["duration"], m["args"]["warmup"],
+                                           m["args"]["connections"], m["args"]["big_connections"], m["elapsed_s"]))
+    out.append("")
+    out.append("**" + results["summary"] + "**")
+    out.append("")
+    out.append("Each figure is absolute, with its ratio to the best peer of the same workload in parentheses "
+               "(value ÷ best: below 1 is fewer req/s, above 1 is more latency, CPU or memory than the best). "
+               "_Italic_ rows are references without Python, not peers: they are not used as the best. "
+               "procs = started processes (Caddy and/or the server's master) + their children (the Python workers).")
+    for w in WORKLOADS:
+        if not any(c["workload"] == w["name"] for c in results["cells"]):
+            continue
+        out += ["", "### %s" % w["name"], "", w["desc"] + ".", "", workload_table(results, w["name"])]
+    noisy = [c for c in results["cells"] if c.get("other_cpu_cores", 0) > NOISY_CORES]
+    if noisy:
+        out += ["", "Cells during which other processes on the machine used more than %.2f CPU (their figures are "
+                "less reliable): %s." % (NOISY_CORES, ", ".join("%s/%s %.2f" % (c["contender"], c["workload"],
+                                                                                c["other_cpu_cores"]) for c in noisy))]
+    notes = [c for c in results["cells"] if c.get("note") or c.get("error_detail")]
+    if notes:
+        out += ["", "Error details:", ""]
+        for c in notes:
+            out.append("- %s / %s: %s%s" % (c["contender"], c["workload"],
+                                             ", ".join("%s=%s" % kv for kv in c.get("error_detail", {}).items()),
+                                             (" " + c["note"]) if c.get("note") else ""))
+    return "\n".join(out) + "\n"
+
+
+def render_chart(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wl = [w for w in WORKLOADS if any(c["workload"] == w["name"] and c["status"] == "ok" for c in results["cells"])]
+    if not wl:
+        return
+    names = [c["name"] for c in CONTENDERS if any(x["contender"] == c["name"] for x in results["cells"])]
+    colors = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
+    cols = 3
+    rows = (len(wl) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.2 * rows), squeeze=False)
+    for ax, w in zip(axes.flat, wl):
+        cells = {c["contender"]: c for c in results["cells"] if c["workload"] == w["name"] and c["status"] == "ok"}
+        ys = [n for n in names if n in cells]
+        vals = [cells[n]["rps"] for n in ys]
+        ax.barh(range(len(ys)), vals, color=[colors[n] for n in ys],
+                edgecolor=["black" if n.startswith("caddy-wsgi") else "none" for n in ys])
+        ax.set_yticks(range(len(ys)))
+        ax.set_yticklabels(ys, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title("%s (c=%d)" % (w["name"], next(iter(cells.values()))["connections"]), fontsize=10)
+        ax.set_xlabel("requests/s", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        top = max(vals) if vals else 1
+        for i, v in enumerate(vals):
+            ax.text(v + top * 0.01, i, "{:,.0f}".format(v) if v >= 10 else "%.1f" % v, va="center", fontsize=7)
+        ax.set_xlim(0, top * 1.18)
+    for ax in list(axes.flat)[len(wl):]:
+        ax.axis("off")
+    m = results["meta"]
+    fig.suptitle("caddy-wsgi benchmark %s: requests/s per workload (%d Python processes, %s)" %
+                 (m["timestamp"], m["args"]["procs"], m["machine"]["cpu"] + ", %d CPUs" % m["machine"]["nproc"]), fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_docs(results):
+    m = results["meta"]
+    mach = m["machine"]
+    out = ["# Benchmarks", ""]
+    out.append("The suite in [`bench/`](../bench) measures caddy-wsgi against the usual ways of serving a WSGI app, "
+               "all on the same machine in one run. This page is generated from the last run by "
+               "`bench/run.sh --write-docs`; the run itself was `%s`." % m["command"])
+    out += ["", "## Run it", "", "```sh", "bench/run.sh                  # the full suite, defaults below (~12 min)",
+            "bench/run.sh --quick          # smoke run: 1 s cells, 5 workloads",
+            "bench/run.sh --only caddy-wsgi,gunicorn-sync --workloads hello,django",
+            "bench/run.sh --procs 2 --threads 2 --duration 5 --connections 64 --big-connections 4 --warmup 1",
+            "bench/run.sh --write-docs     # regenerate this page from bench/results/latest.json", "```", "",
+            "It installs what is missing: a venv at `bench/.venv` with the pins of `bench/requirements.txt` "
+            "(uWSGI is built by pip; if that fails the run goes on without it), `wrk` and `h2load` "
+            "(`apt-get install wrk nghttp2-client`), and caddy with this module (`scripts/build-caddy.sh "
+            "bench/.build/caddy`, rebuilt on every run so that it measures the current tree; `CADDY_BIN` "
+            "overrides it, `--no-build` skips the build). Results go to `bench/results/<timestamp>.{md,json}` and "
+            "`bench/results/latest.{md,json,png}`. Only 127.0.0.1 is used; every server runs in its own "
+            "process group and is stopped (TERM, then KILL of the group and of any pid left in its tree) "
+            "after its cells, and on exit or Ctrl-C."]
+    out += ["", "## Machine and versions", "",
+            "| | |", "|---|---|",
+            "| CPUs (nproc) | %s |" % mach["nproc"], "| CPU | %s |" % mach["cpu"], "| memory | %s |" % mach["memory"],
+            "| kernel | %s |" % mach["kernel"], "| OS | %s |" % mach["os"], "| Python | %s |" % mach["python"],
+            "| Go | %s |" % mach["go"], "| caddy (with caddy-wsgi) | %s |" % m["versions"]["caddy"],
+            "| caddy-wsgi commit | %s |" % m.get("git", "?")]
+    for k, v in m["versions"]["pip"].items():
+        out.append("| %s | %s |" % (k, v))
+    out += ["| wrk | %s |" % m["versions"]["wrk"], "| h2load | %s |" % m["versions"]["h2load"]]
+    sn = m["caddy_snake"]
+    out += ["", "**caddy-snake**: " + ("built (%s)." % sn.get("version") if sn["available"] else
+                                       "not measured. `xcaddy build v2.11.9 --with github.com/mliezun/caddy-snake` failed:"),
+            ""]
+    if not sn["available"]:
+        out += ["```", sn["reason"], "```", ""]
+    uw = m["uwsgi"]
+    if not uw["available"]:
+        out += ["**uWSGI**: not measured, it did not install:", "", "```", uw["reason"], "```", ""]
+    a = m["args"]
+    out += ["## Method", "",
+            "- Every contender runs with **%d Python processes** (`--procs`); the threaded cells use **%d threads** "
+            "(`--threads`) per process: caddy-wsgi `threads %d` and Gunicorn gthread `--threads %d`. Granian keeps its "
+            "own default thread settings (for WSGI its blocking-thread pool is sized from the backpressure, hundreds of "
+            "threads), uWSGI and Gunicorn sync have one thread per process." % (a["procs"], a["threads"], a["threads"], a["threads"]),
+            "- Load: `wrk -t1` (HTTP/1.1) or `h2load -t1 -m1` (HTTP/2 over TLS, Caddy's `tls internal` certificate), "
+            "%d s per cell after a %d s warm-up, **c=%d** connections (c=%d for the 100 MiB and 10 MiB rows). "
+            "The load generator runs on the same %s-CPU machine as the server and takes up to one CPU: "
+            "absolute numbers are lower than on a dedicated client; the ratios are what to read."
+            % (a["duration"], a["warmup"], a["connections"], a["big_connections"], mach["nproc"]),
+            "- **errors** = non-2xx/3xx responses + socket errors (connect, read, write, timeout) as wrk or h2load count them.",
+            "- **CPU s/1k req** = CPU seconds (utime+stime, children included) of the server's whole process tree "
+            "(Caddy, the Python master and workers) during the measured run, per 1,000 requests; sampled from "
+            "`/proc/<pid>/stat` before and after.",
+            "- **RSS** = peak VmRSS, sampled every 100 ms during the run: *front* is the process that accepts "
+            "the connections (Caddy, or the Gunicorn/Granian/uWSGI master), *worker* the largest Python worker.",
+            "- Ratios: value ÷ the best peer's value in the same workload (best = highest req/s, lowest "
+            "latency/CPU/RSS). Caddy `respond`/`file_server` is the ceiling of any Caddy handler, shown "
+            "in italics and not counted as a peer.",
+            "- `n/a`: the workload does not apply (HTTP/2 is only measured for Caddy-fronted contenders; "
+            "Caddy without Python has no Flask, Django, streaming, upload or sleep).", ""]
+    out += ["## Contenders and their exact commands", "",
+            "`<app>` is `app:application` (stdlib routes), `flask_app:application` or `django_app:application`, "
+            "all in [`bench/apps/`](../bench/apps); every Caddyfile in [`bench/caddy/`](../bench/caddy) imports "
+            "`common.caddy` and takes its ports and options from `BENCH_*` environment variables.", ""]
+    for name, info in m["contenders"].items():
+        out.append("- **%s**: %s" % (name, info["desc"].replace("N", str(a["procs"])).replace("T", str(a["threads"]))))
+        for cmd in info["commands"]:
+            out.append("  - `%s`" % cmd)
+        if info.get("status"):
+            out.append("  - %s" % info["status"])
+    out += ["", "## Workloads", ""]
+    for w in WORKLOADS:
+        out.append("- **%s** (`%s`): %s." % (w["name"], w["path"], w["desc"]))
+    out += ["", "## Results", "", "![requests/s per workload and contender](benchmarks.png)", ""]
+    md = results["markdown"]
+    out.append(md.split("\n", 2)[2] if md.startswith("# ") else md)
+    DOCS.mkdir(exist_ok=True)
+    (DOCS / "benchmarks.md").write_text("\n".join(out).rstrip() + "\n")
+    png = RESULTS / "latest.png"
+    if png.exists():
+        shutil.copyfile(png, DOCS / "benchmarks.png")
+    log("wrote %s and %s" % (DOCS / "benchmarks.md", DOCS / "benchmarks.png"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="bench/run.sh", description=__doc__.split("\n\n")[0])
+    p.add_argument("--procs", type=int, default=2, help="Python processes per contender (default 2)")
+    p.add_argument("--threads", type=int, default=2, help="threads per process in the threaded cells (default 2)")
+    p.add_argument("--duration", type=int, default=5, help="seconds per cell (default 5)")
+    p.add_argument("--warmup", type=int, default=1, help="warm-up seconds before each cell (default 1)")
+    p.add_argument("--connections", type=int, default=64, help="concurrency (default 64)")
+    p.add_argument("--big-connections", type=int, default=4, help="concurrency of the 100 MiB / 10 MiB rows (default 4)")
+    p.add_argument("--quiet-budget", type=float, default=90,
+                   help="seconds the whole run may wait for the machine to be idle before cells (default 90)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 1 s cells and the quick workloads")
+    p.add_argument("--only", help="comma-separated contenders: " + ",".join(CONTENDER))
+    p.add_argument("--workloads", help="comma-separated workloads: " + ",".join(WORKLOAD))
+    p.add_argument("--write-docs", action="store_true", help="write docs/benchmarks.md from bench/results/latest.json and exit")
+    p.add_argument("--list", action="store_true", help="list contenders and workloads and exit")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.duration = 1 if "--duration" not in " ".join(argv) else a.duration
+    for opt, table in (("only", CONTENDER), ("workloads", WORKLOAD)):
+        v = getattr(a, opt)
+        if v:
+            names = [x.strip() for x in v.split(",") if x.strip()]
+            bad = [x for x in names if x not in table]
+            if bad:
+                p.error("unknown %s: %s (known: %s)" % (opt, ",".join(bad), ",".join(table)))
+            setattr(a, opt, names)
+    return a
+
+
+def main(argv):
+    a = parse_args(argv)
+    if a.list:
+        for c in CONTENDERS:
+            log("contender %-24s %s" % (c["name"], c["desc"]))
+        for w in WORKLOADS:
+            log("workload  %-24s %s%s" % (w["name"], w["desc"], " [quick]" if w.get("quick") else ""))
+        return 0
+    if a.write_docs:
+        path = RESULTS / "latest.json"
+        if not path.exists():
+            raise SystemExit("no %s: run bench/run.sh first" % path)
+        write_docs(json.loads(path.read_text()))
+        return 0
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    atexit.register(stop_all)
+    t_start = time.time()
+    env = Env(a)
+    prepare_data(env)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+    versions = dict(caddy=first_line([env.caddy, "version"]), pip=pip_versions(),
+                    wrk=first_line(["wrk", "--version"]).split(" Copyright")[0], h2load=first_line(["h2load", "--version"]))
+    snake, uw = snake_status(env), uwsgi_status()
+    log("== versions")
+    log("caddy (caddy-wsgi): %s" % versions["caddy"])
+    for k, v in versions["pip"].items():
+        log("%s: %s" % (k, v))
+    log("wrk: %s; h2load: %s" % (versions["wrk"], versions["h2load"]))
+    log("caddy-snake: %s" % (snake.get("version") if snake["available"] else "NOT AVAILABLE\n  " + snake["reason"].replace("\n", "\n  ")))
+    if not uw["available"]:
+        log("uwsgi: NOT AVAILABLE\n  " + uw["reason"].replace("\n", "\n  "))
+
+    workloads = [w for w in WORKLOADS if (a.workloads and w["name"] in a.workloads) or
+                 (not a.workloads and (w.get("quick") or not a.quick))]
+    contenders = [c for c in CONTENDERS if not a.only or c["name"] in a.only]
+    results = dict(meta=dict(
+        timestamp=stamp, command="bench/run.sh " + " ".join(shlex.quote(x) for x in argv), args=vars(a),
+        machine=machine_info(), versions=versions, caddy_snake=snake, uwsgi=uw,
+        git=first_line(["sh", "-c", "cat %s/.git/HEAD 2>/dev/null" % ROOT]),
+        contenders={}, workloads=[w["name"] for w in workloads]), cells=[])
+    head = (ROOT / ".git" / "HEAD")
+    try:
+        ref = head.read_text().strip()
+        if ref.startswith("ref: "):
+            ref = (ROOT / ".git" / ref[5:]).read_text().strip()
+        results["meta"]["git"] = ref[:12]
+    except OSError:
+        results["meta"]["git"] = "?"
+
+    ncells = sum(1 for c in contenders for w in workloads if c["kind"] in w["kinds"])
+    log("== %d contenders x %d workloads: %d cells of %d s (+%d s warm-up)" % (len(contenders), len(workloads), ncells,
+                                                                              a.duration, a.warmup))
+    for c in contenders:
+        info = dict(desc=c["desc"], commands=contender_commands(env, c))
+        results["meta"]["contenders"][c["name"]] = info
+        skip = None
+        if c["kind"] == "snake" and not snake["available"]:
+            skip = "skipped: caddy-snake did not build"
+        if c.get("upstream") == "uwsgi" and not uw["available"]:
+            skip = "skipped: uWSGI did not install"
+        if skip:
+            info["status"] = skip
+        for group in ("plain", "flask", "django"):
+            mine = [w for w in workloads if w["group"] == group]
+            if not mine:
+                continue
+            todo = [w for w in mine if c["kind"] in w["kinds"]]
+            for w in mine:
+                if w not in todo:
+                    results["cells"].append(dict(contender=c["name"], workload=w["name"], status="n/a"))
+            if not todo:
+                continue
+            if skip:
+                for w in todo:
+                    results["cells"].append(dict(contender=c["name"], workload=w["name"], status=skip))
+                continue
+            server = Server(env, c, group)
+            try:
+                server.start()
+            except Exception as e:  # noqa: BLE001
+                msg = "start failed: %s" % e
+                log("!! %s [%s] %s\n%s" % (c["name"], group, msg, server.log_tail()))
+                server.stop()
+                for w in todo:
+                    results["cells"].append(dict(contender=c["name"], workload=w["name"], status="failed", error=msg))
+                continue
+            try:
+                for w in todo:
+                    t0 = time.time()
+                    try:
+                        res = run_cell(env, w, server)
+                        res.update(contender=c["name"], workload=w["name"], status="ok")
+                        log("%-24s %-12s %10s req/s  p50 %7.2f  p99 %8.2f  max %8.1f ms  err %d  cpu %.3f s/1k  "
+                            "rss %.0f/%s MiB  workers %d%s  other %.2f cores  (%.0fs)" % (
+                                c["name"], w["name"], "{:,.0f}".format(res["rps"]), res["p50_ms"] or 0,
+                                res["p99_ms"] or 0, res["max_ms"] or 0, res["errors"], res["cpu_s_per_1k"] or 0,
+                                res["rss_front_mib"], "%.0f" % res["rss_worker_max_mib"] if res["rss_worker_max_mib"] else "-",
+                                res["workers"], ("  %.0f MiB/s" % res["mib_s"]) if res.get("mib_s") else "",
+                                res["other_cpu_cores"], time.time() - t0))
+                    except Exception as e:  # noqa: BLE001
+                        res = dict(contender=c["name"], workload=w["name"], status="failed", error=str(e)[:300])
+                        log("!! %s %s failed: %s\n%s" % (c["name"], w["name"], e, server.log_tail(4)))
+                    results["cells"].append(res)
+                    if not server.alive():
+                        log("!! %s exited; restarting it" % c["name"])
+                        server.stop()
+                        server = Server(env, c, group)
+                        server.start()
+            finally:
+                info.setdefault("caddy_vars", getattr(server, "caddy_vars", None))
+                server.stop()
+
+    # cells in contender order within each workload
+    order = {c["name"]: i for i, c in enumerate(CONTENDERS)}
+    results["cells"].sort(key=lambda c: (list(WORKLOAD).index(c["workload"]), order[c["contender"]]))
+    results["meta"]["elapsed_s"] = time.time() - t_start
+    results["summary"] = summary_line(results)
+    md = render_markdown(results)
+    results["markdown"] = md
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / ("%s.md" % stamp)).write_text(md)
+    (RESULTS / "latest.md").write_text(md)
+    js = json.dumps(results, indent=1, default=str)
+    (RESULTS / ("%s.json" % stamp)).write_text(js)
+    (RESULTS / "latest.json").write_text(js)
+    try:
+        render_chart(results, RESULTS / ("%s.png" % stamp))
+        shutil.copyfile(RESULTS / ("%s.png" % stamp), RESULTS / "latest.png")
+    except Exception as e:  # noqa: BLE001
+        log("!! chart failed: %s" % e)
+    log("")
+    log(md)
+    log("results: %s/{%s,latest}.{md,json,png}" % (RESULTS, stamp))
+    log("total run time: %.0f s" % results["meta"]["elapsed_s"])
+    left = [p for p in LIVE if p.poll() is None]
+    if left:
+        log("!! processes still running at the end: %s" % [p.pid for p in left])
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    finally:
+        stop_all()

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The caddy-wsgi benchmark suite: one command.
+#   bench/run.sh                 full run (defaults: --procs 2 --threads 2 --duration 5 --connections 64)
+#   bench/run.sh --quick         smoke run (1 s cells, fewer workloads)
+#   bench/run.sh --only caddy-wsgi,gunicorn-sync --workloads hello,django
+#   bench/run.sh --write-docs    regenerate docs/benchmarks.md from bench/results/latest.json
+#   bench/run.sh --list          contenders and workloads
+# Extra options handled here: --no-build (use bench/.build/caddy as it is), --retry-snake (try the
+# caddy-snake build again). Everything else goes to bench/run.py (see --help).
+# Installs what is missing: bench/.venv (bench/requirements.txt), wrk and h2load (apt), caddy with
+# this module (scripts/build-caddy.sh bench/.build/caddy, or $CADDY_BIN).
+set -euo pipefail
+bench=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$bench")
+build=$bench/.build
+venv=$bench/.venv
+mkdir -p "$build"
+
+no_build=0 retry_snake=0 setup=1 args=()
+for a in "$@"; do
+  case "$a" in
+    --no-build) no_build=1 ;;
+    --retry-snake) retry_snake=1 ;;
+    --write-docs|--list|-h|--help) setup=0; args+=("$a") ;;
+    *) args+=("$a") ;;
+  esac
+done
+
+say() { printf '== %s\n' "$*"; }
+
+# --- Python venv with the pinned packages (uWSGI separately: it is compiled and may fail) -----
+req=$bench/requirements.txt
+stamp=$venv/.installed-$(sha256sum "$req" | cut -c1-16)
+if [ ! -x "$venv/bin/python" ]; then
+  say "creating $venv"
+  python3 -m venv "$venv"
+fi
+if [ ! -e "$stamp" ]; then
+  say "installing $req"
+  grep -v -i '^uwsgi' "$req" > "$build/requirements-main.txt"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$build/requirements-main.txt"
+  uw=$(grep -i '^uwsgi' "$req" || true)
+  rm -f "$build/uwsgi.err"
+  if [ -n "$uw" ]; then
+    if ! "$venv/bin/pip" install --quiet --disable-pip-version-check "$uw" > "$build/uwsgi.log" 2>&1; then
+      { echo "pip install $uw failed:"; grep -i -m 12 -E 'error|fatal' "$build/uwsgi.log" || tail -n 12 "$build/uwsgi.log"; } > "$build/uwsgi.err"
+      say "uWSGI did not install; the run goes on without it:"; cat "$build/uwsgi.err"
+    fi
+  fi
+  rm -f "$venv"/.installed-*
+  touch "$stamp"
+fi
+
+if [ "$setup" = 1 ]; then
+  # --- load tools -----------------------------------------------------------------------------
+  pkgs=()
+  command -v wrk >/dev/null 2>&1 || pkgs+=(wrk)
+  command -v h2load >/dev/null 2>&1 || pkgs+=(nghttp2-client)
+  command -v curl >/dev/null 2>&1 || pkgs+=(curl)
+  if [ ${#pkgs[@]} -gt 0 ]; then
+    say "installing ${pkgs[*]}"
+    apt-get update && apt-get install -y "${pkgs[@]}"
+  fi
+
+  # --- caddy with caddy-wsgi ------------------------------------------------------------------
+  if [ -n "${CADDY_BIN:-}" ]; then
+    say "using CADDY_BIN=$CADDY_BIN"
+  elif [ "$no_build" = 1 ] && [ -x "$build/caddy" ]; then
+    say "using $build/caddy as built (--no-build)"
+  else
+    say "building $build/caddy with scripts/build-caddy.sh"
+    if ! "$root/scripts/build-caddy.sh" "$build/caddy" > "$build/caddy-build.log" 2>&1; then
+      tail -n 30 "$build/caddy-build.log"
+      echo "caddy build failed (log: $build/caddy-build.log)" >&2
+      exit 1
+    fi
+  fi
+
+  # --- caddy-snake: tried once (3 minutes at most); the failure is remembered ---------------
+  if [ "$retry_snake" = 1 ]; then rm -f "$build/caddy-snake.err"; fi
+  if [ ! -x "$build/caddy-snake" ] && [ ! -e "$build/caddy-snake.err" ]; then
+    say "building caddy-snake: xcaddy build v2.11.9 --with github.com/mliezun/caddy-snake (3 min max)"
+    export PATH="$(go env GOPATH)/bin:$PATH"
+    command -v xcaddy >/dev/null 2>&1 || go install github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5
+    snake_tmp=$(mktemp -d)
+    if ! (cd "$snake_tmp" && CGO_ENABLED=0 timeout 180 xcaddy build v2.11.9 --output "$build/caddy-snake" \
+          --with github.com/mliezun/caddy-snake) > "$build/caddy-snake.log" 2>&1; then
+      { grep -E -m 6 'FATAL|[Ee]rror|Forbidden|not available|cannot|Terminated|killed' "$build/caddy-snake.log" \
+          || tail -n 6 "$build/caddy-snake.log"; } | sed -E 's#https?://[^/ ]+#<GOPROXY>#g' > "$build/caddy-snake.err"
+      [ -s "$build/caddy-snake.err" ] || tail -n 8 "$build/caddy-snake.log" > "$build/caddy-snake.err"
+      rm -f "$build/caddy-snake"
+    fi
+    rm -rf "$snake_tmp"
+  fi
+  if [ -e "$build/caddy-snake.err" ]; then
+    say "caddy-snake is skipped: its build failed (bench/run.sh --retry-snake tries again):"
+    sed 's/^/   /' "$build/caddy-snake.err"
+  fi
+fi
+
+# --- the run: Python driver as a child; on exit or a signal it is stopped and cleans up ------
+child=
+cleanup() {
+  if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
+    kill -TERM "$child" 2>/dev/null || true
+    wait "$child" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM HUP
+"$venv/bin/python" "$bench/run.py" "${args[@]}" &
+child=$!
+set +e
+wait "$child"
+rc=$?
+set -e
+child=
+exit $rc

@@ -1,0 +1,225 @@
+package workerpool
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Pipelining: when every worker thread is busy, a small request may be written to a
+// busy thread's channel at once, so the worker finds it waiting when it finishes and does
+// not sleep and wake per request (the wake-up costs more than a small request's Python
+// work). It only happens while exchanges are short (the smoothed service time is below
+// pipelineMaxService), and only behind an exchange that is not older than a few service
+// times, so a request never waits long behind a slow one.
+const (
+	pipelineMaxService = 5 * time.Millisecond
+	pipelineSlack      = 500 * time.Microsecond
+)
+
+// Lease is the right to run one exchange on a slot. A queued lease's REQUEST may be
+// written at once; its frames may be read only after Wait.
+type Lease struct {
+	Slot        *Slot
+	turn        chan struct{} // nil for a lease that runs at once
+	retry       bool          // set before turn closes: the exchange ahead failed, ours never ran
+	pipelinable bool
+}
+
+// Queued reports whether the lease waits behind the slot's running exchange.
+func (l *Lease) Queued() bool { return l.turn != nil }
+
+// Wait blocks until the lease may read its frames. retry means the exchange ahead of it
+// broke the channel, so this request never reached the app: acquire again.
+func (l *Lease) Wait() (retry bool) {
+	if l.turn != nil {
+		<-l.turn
+	}
+	return l.retry
+}
+
+// Acquire returns a lease on a worker thread: an idle one (of the least busy worker), a
+// queued place behind a short running exchange when pipelinable, or, after waiting in the
+// FIFO queue up to QueueTimeout, the first one to free up. pipelinable: the request's
+// body is complete in its REQUEST frame.
+func (p *Pool) Acquire(ctx context.Context, pipelinable bool) (*Lease, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if l := p.takeIdleLocked(pipelinable); l != nil {
+		p.mu.Unlock()
+		return l, nil
+	}
+	if p.failing {
+		p.mu.Unlock()
+		return nil, ErrUnavailable
+	}
+	if pipelinable && p.waiters.len() == 0 {
+		if l := p.queueBehindLocked(); l != nil {
+			p.mu.Unlock()
+			return l, nil
+		}
+	}
+	if p.waiters.len() >= p.cfg.MaxQueue {
+		p.mu.Unlock()
+		return nil, ErrQueueFull
+	}
+	w := &waiter{ch: make(chan *Lease, 1), since: time.Now(), pipelinable: pipelinable}
+	p.waiters.push(w)
+	p.mu.Unlock()
+
+	timer := time.NewTimer(p.cfg.QueueTimeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case l := <-w.ch:
+		return p.handed(l)
+	case <-timer.C:
+		err = ErrQueueTimeout
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	p.mu.Lock()
+	removed := p.waiters.remove(w)
+	p.mu.Unlock()
+	if !removed {
+		// A lease (or a refusal) was handed over while we gave up: take it after all.
+		return p.handed(<-w.ch)
+	}
+	return nil, err
+}
+
+// handed turns what a waiter received into Acquire's result; nil means the pool failed.
+func (p *Pool) handed(l *Lease) (*Lease, error) {
+	if l == nil {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.closed {
+			return nil, ErrClosed
+		}
+		return nil, ErrUnavailable
+	}
+	return l, nil
+}
+
+// takeIdleLocked leases an idle slot of the least busy worker.
+func (p *Pool) takeIdleLocked(pipelinable bool) *Lease {
+	best := -1
+	for i := len(p.idle) - 1; i >= 0; i-- {
+		s := p.idle[i]
+		if best < 0 || s.worker.busy < p.idle[best].worker.busy {
+			best = i
+			if s.worker.busy == 0 {
+				break
+			}
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	s := p.idle[best]
+	p.idle = append(p.idle[:best], p.idle[best+1:]...)
+	return p.activateLocked(s, pipelinable)
+}
+
+func (p *Pool) activateLocked(s *Slot, pipelinable bool) *Lease {
+	s.worker.busy++
+	s.since, s.pipelinable = time.Now(), pipelinable
+	return &Lease{Slot: s, pipelinable: pipelinable}
+}
+
+// queueBehindLocked leases a place behind the running exchange most likely to end
+// first, if pipelining pays off now.
+func (p *Pool) queueBehindLocked() *Lease {
+	if p.ewma >= pipelineMaxService {
+		return nil
+	}
+	limit := 2*p.ewma + pipelineSlack
+	now := time.Now()
+	var best *Slot
+	for w := range p.workers {
+		if w.dead.Load() {
+			continue
+		}
+		for _, s := range w.slots {
+			if s.queued != nil || !s.pipelinable || s.since.IsZero() || now.Sub(s.since) > limit {
+				continue
+			}
+			if best == nil || s.since.Before(best.since) {
+				best = s
+			}
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	l := &Lease{Slot: best, turn: make(chan struct{}), pipelinable: true}
+	best.queued = l
+	best.worker.busy++
+	return l
+}
+
+// Release ends the lease's exchange. healthy=false means the channel can no longer be
+// trusted (a protocol violation, an I/O error, a timeout): the worker is killed and
+// replaced, and a lease queued behind this one is told to retry elsewhere.
+func (p *Pool) Release(l *Lease, healthy bool) {
+	s := l.Slot
+	w := s.worker
+	s.current.Store(nil)
+	served := w.served.Add(1)
+	if !healthy && !w.dead.Load() {
+		p.removeWorker(w)
+		p.log.Warn("killing worker after a broken exchange", zap.Int("pid", w.pid))
+		reason := ReasonBroken
+		w.stopReason.CompareAndSwap(nil, &reason)
+		w.kill()
+	} else if w.maxRequests > 0 && served == w.maxRequests {
+		w.requestRecycle(ReasonMaxRequests)
+	}
+	now := time.Now()
+	p.mu.Lock()
+	if healthy {
+		p.ewma += (now.Sub(s.since) - p.ewma) / 8
+	}
+	w.busy--
+	if next := s.queued; next != nil {
+		s.queued = nil
+		if healthy {
+			// The worker already has the next REQUEST: it runs now, on the same slot.
+			s.since, s.pipelinable = now, next.pipelinable
+			close(next.turn)
+			p.refillLocked(s)
+		} else {
+			w.busy--
+			next.retry = true
+			close(next.turn)
+		}
+	} else if !w.dead.Load() {
+		s.since = time.Time{}
+		p.offerLocked(s)
+	}
+	p.mu.Unlock()
+}
+
+// refillLocked queues the head waiter behind s's new exchange when pipelining pays.
+func (p *Pool) refillLocked(s *Slot) {
+	if w := p.waiters.peek(); w != nil && w.pipelinable && s.pipelinable && p.ewma < pipelineMaxService && !s.worker.dead.Load() {
+		p.waiters.pop()
+		l := &Lease{Slot: s, turn: make(chan struct{}), pipelinable: true}
+		s.queued = l
+		s.worker.busy++
+		w.ch <- l
+	}
+}
+
+// offerLocked hands an idle s to the first waiter, or puts it on the idle list.
+func (p *Pool) offerLocked(s *Slot) {
+	if wt := p.waiters.pop(); wt != nil {
+		wt.ch <- p.activateLocked(s, wt.pipelinable)
+		return
+	}
+	p.idle = append(p.idle, s)
+}
