@@ -312,3 +312,109 @@ func TestTracebackJoiner(t *testing.T) {
 		t.Fatalf("got %q", out)
 	}
 }
+
+func getFrame(t *testing.T) []byte {
+	var w protocol.RequestWriter
+	w.Begin(0)
+	w.Add("REQUEST_METHOD", "GET")
+	w.Add("PATH_INFO", "/")
+	frame, _ := w.Finish(nil)
+	return append([]byte(nil), frame...)
+}
+
+func readFinal(t *testing.T, s *Slot) string {
+	t.Helper()
+	typ, p, err := s.Conn().ReadFrame()
+	if err != nil || typ != protocol.TypeHeaders {
+		t.Fatalf("frame %v, %v", typ, err)
+	}
+	h, err := protocol.DecodeHeaders(p)
+	if err != nil || !h.Final {
+		t.Fatalf("headers %+v, %v", h, err)
+	}
+	return string(h.Body)
+}
+
+func TestPipelinedLeaseRunsBehindTheCurrentExchange(t *testing.T) {
+	p, _ := startPool(t, Config{App: "apps:application", Workers: 1})
+	ctx := context.Background()
+	a, err := p.Acquire(ctx, true)
+	if err != nil || a.Queued() {
+		t.Fatalf("first lease: %v queued=%v", err, a != nil && a.Queued())
+	}
+	if _, err := a.Slot.Send(getFrame(t)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Acquire(ctx, true)
+	if err != nil || !b.Queued() || b.Slot != a.Slot {
+		t.Fatalf("second lease should queue behind the first on the same slot: %v", err)
+	}
+	if _, err := b.Slot.Send(getFrame(t)); err != nil {
+		t.Fatal(err)
+	}
+	first := readFinal(t, a.Slot)
+	p.Release(a, true)
+	if b.Wait() {
+		t.Fatal("the exchange ahead succeeded: the queued lease must not be told to retry")
+	}
+	if second := readFinal(t, b.Slot); second != first {
+		t.Fatalf("pipelined answer %q from another process than %q", second, first)
+	}
+	p.Release(b, true)
+}
+
+func TestPipelinedLeaseRetriesWhenTheExchangeAheadBreaks(t *testing.T) {
+	p, _ := startPool(t, Config{App: "apps:application", Workers: 1, QueueTimeout: 10 * time.Second})
+	ctx := context.Background()
+	a, _ := p.Acquire(ctx, true)
+	b, err := p.Acquire(ctx, true)
+	if err != nil || !b.Queued() {
+		t.Fatalf("want a queued lease: %v", err)
+	}
+	oldPID := a.Slot.PID()
+	p.Release(a, false) // e.g. the worker died mid-exchange
+	if !b.Wait() {
+		t.Fatal("the queued request never ran: it must be retried elsewhere")
+	}
+	c, err := p.Acquire(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Slot.PID() == oldPID {
+		t.Fatal("retried on the broken worker")
+	}
+	p.Release(c, true)
+}
+
+func TestNoPipeliningBehindSlowExchanges(t *testing.T) {
+	p, _ := startPool(t, Config{App: "apps:application", Workers: 1, QueueTimeout: 100 * time.Millisecond})
+	p.mu.Lock()
+	p.ewma = 2 * pipelineMaxService
+	p.mu.Unlock()
+	a, _ := p.Acquire(context.Background(), true)
+	defer p.Release(a, true)
+	if _, err := p.Acquire(context.Background(), true); !errors.Is(err, ErrQueueTimeout) {
+		t.Fatalf("with slow exchanges a request must wait in the queue, got %v", err)
+	}
+}
+
+func TestCancelIsNotSentOnceALaterRequestIsOnTheWire(t *testing.T) {
+	c, theirs, err := protocol.Socketpair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	defer theirs.Close()
+	s := &Slot{conn: c}
+	first, _ := s.Send([]byte("x"))
+	s.Cancel(first) // sent: nothing later on the wire
+	s.Send([]byte("y"))
+	s.Cancel(first) // dropped: "y" would take it for its own
+	buf := make([]byte, 64)
+	theirs.SetReadDeadline(time.Now().Add(time.Second))
+	n, _ := theirs.Read(buf)
+	want := append(append([]byte("x"), protocol.AppendFrame(nil, protocol.TypeCancel, nil)...), 'y')
+	if string(buf[:n]) != string(want) {
+		t.Fatalf("wire %q, want %q", buf[:n], want)
+	}
+}
