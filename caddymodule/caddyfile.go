@@ -53,6 +53,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    reload
 //	    hooks            <module>
 //	    preload
+//	    user             <user>
+//	    group            <group>
+//	    env_inherit      off|<name>...
 //	}
 func (m *WSGI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -142,6 +145,20 @@ func (m *WSGI) unmarshalOption(d *caddyfile.Dispenser) error {
 		return flag(d, &m.Preload)
 	case "hooks":
 		return oneArg(d, &m.Hooks)
+	case "user":
+		return oneArg(d, &m.User)
+	case "group":
+		return oneArg(d, &m.Group)
+	case "env_inherit":
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.Err("env_inherit takes off, or the names of the variables to pass")
+		}
+		if len(args) > 1 && contains(args, "off") {
+			return d.Err("env_inherit off takes no names")
+		}
+		m.EnvInherit = args
+		return nil
 	case "threads":
 		return positiveInt(d, &m.Threads)
 	case "max_queue":
@@ -201,6 +218,15 @@ func (m *WSGI) unmarshalOption(d *caddyfile.Dispenser) error {
 	default:
 		return d.Errf("unrecognized wsgi option %q", opt)
 	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }
 
 func flag(d *caddyfile.Dispenser, dst *bool) error {

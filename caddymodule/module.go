@@ -112,6 +112,18 @@ type WSGI struct {
 	// Name of the pool in the admin API and metrics. Default: the app spec.
 	Name string `json:"name,omitempty"`
 
+	// User and group the workers run as (a name or a number). Caddy must run as root;
+	// the switch happens when the worker starts, before Python imports anything.
+	User  string `json:"user,omitempty"`
+	Group string `json:"group,omitempty"`
+
+	// What the workers inherit from Caddy's environment. Unset: everything (as with
+	// Gunicorn: twelve-factor apps read their settings from it). ["off"]: only PATH,
+	// HOME, LANG, LC_ALL, LC_CTYPE, TZ and TMPDIR, so Caddy's own secrets (ACME or DNS
+	// credentials) stay away from the app. A list of names: those and the basics.
+	// `env` is added in every case.
+	EnvInherit []string `json:"env_inherit,omitempty"`
+
 	// Autoscaling: with max_workers above workers, a worker is added (up to
 	// max_workers) when requests have waited in the queue for more than half a second
 	// and the CPU is not saturated, and a worker idle for idle_timeout (default 30s) is
@@ -174,6 +186,9 @@ func (m *WSGI) poolConfig(logger *zap.Logger) workerpool.Config {
 		Reload:            m.Reload,
 		Hooks:             m.Hooks,
 		Preload:           m.Preload,
+		User:              m.User,
+		Group:             m.Group,
+		EnvInherit:        m.EnvInherit,
 		ServerSoftware:    "caddy-wsgi/" + Version,
 		Logger:            logger,
 	}

@@ -6,10 +6,14 @@ package workerpool
 import (
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -46,6 +50,15 @@ type Config struct {
 	IdleTimeout time.Duration // retire an autoscaled worker idle this long; default 30s
 	Hooks       string        // Python module with server hooks
 	Preload     bool          // import the app once in a zygote and fork workers from it
+
+	// User and Group the workers run as (name or number); Caddy must run as root. The
+	// switch happens at exec, before Python imports anything.
+	User, Group string
+
+	// EnvInherit limits what the workers inherit from Caddy's environment: nil inherits
+	// everything (as Gunicorn does); ["off"] only the basics (PATH, HOME, LANG, LC_ALL,
+	// LC_CTYPE, TZ, TMPDIR); a list of names, the basics and those. Env is added after.
+	EnvInherit []string
 
 	// Reload restarts the workers, rolling, when a .py file under Chdir changes (dev).
 	Reload bool
@@ -134,6 +147,43 @@ func (c Config) Validate() error {
 	if c.Threads > 256 {
 		return fmt.Errorf("threads %d is more than 256", c.Threads)
 	}
-	_, err := c.Interpreter()
+	if _, err := c.Interpreter(); err != nil {
+		return err
+	}
+	_, err := c.credential()
 	return err
+}
+
+// credential resolves User and Group; nil when the workers keep Caddy's identity.
+func (c Config) credential() (*syscall.Credential, error) {
+	if c.User == "" && c.Group == "" {
+		return nil, nil
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("user and group need Caddy to run as root")
+	}
+	cred := &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())}
+	if c.User != "" {
+		u, err := user.Lookup(c.User)
+		if err != nil {
+			if u, err = user.LookupId(c.User); err != nil {
+				return nil, fmt.Errorf("user %q: %w", c.User, err)
+			}
+		}
+		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+		cred.Uid, cred.Gid = uint32(uid), uint32(gid)
+	}
+	if c.Group != "" {
+		g, err := user.LookupGroup(c.Group)
+		if err != nil {
+			if g, err = user.LookupGroupId(c.Group); err != nil {
+				return nil, fmt.Errorf("group %q: %w", c.Group, err)
+			}
+		}
+		gid, _ := strconv.ParseUint(g.Gid, 10, 32)
+		cred.Gid = uint32(gid)
+	}
+	cred.Groups = []uint32{cred.Gid} // drop root's supplementary groups
+	return cred, nil
 }

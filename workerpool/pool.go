@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/caddy-wsgi/caddy-wsgi/protocol"
@@ -97,6 +98,7 @@ type Pool struct {
 	log    *zap.Logger
 	python string
 	env    []string
+	cred   *syscall.Credential // workers' user and group, nil to keep Caddy's
 
 	wg        sync.WaitGroup            // supervisors
 	positions []context.CancelCauseFunc // one per worker position; guarded by mu
@@ -131,7 +133,9 @@ func New(cfg Config) (*Pool, error) {
 		return nil, err
 	}
 	python, _ := cfg.Interpreter()
+	cred, _ := cfg.credential()
 	return &Pool{
+		cred:     cred,
 		cfg:      cfg,
 		log:      cfg.Logger.With(zap.String("app", cfg.App)),
 		python:   python,

@@ -418,3 +418,44 @@ func TestCancelIsNotSentOnceALaterRequestIsOnTheWire(t *testing.T) {
 		t.Fatalf("wire %q, want %q", buf[:n], want)
 	}
 }
+
+func TestEnvInherit(t *testing.T) {
+	t.Setenv("WSGI_POOL_TEST_SECRET", "s3cret")
+	t.Setenv("WSGI_POOL_TEST_WANTED", "yes")
+	has := func(env []string, kv string) bool {
+		for _, e := range env {
+			if e == kv {
+				return true
+			}
+		}
+		return false
+	}
+	off := workerEnv(Config{EnvInherit: []string{"off"}, Env: map[string]string{"A": "1"}})
+	if has(off, "WSGI_POOL_TEST_SECRET=s3cret") || !has(off, "A=1") || !has(off, "PATH="+os.Getenv("PATH")) {
+		t.Fatalf("env_inherit off: %v", off)
+	}
+	some := workerEnv(Config{EnvInherit: []string{"WSGI_POOL_TEST_WANTED"}})
+	if has(some, "WSGI_POOL_TEST_SECRET=s3cret") || !has(some, "WSGI_POOL_TEST_WANTED=yes") {
+		t.Fatalf("env_inherit names: %v", some)
+	}
+	all := workerEnv(Config{})
+	if !has(all, "WSGI_POOL_TEST_SECRET=s3cret") {
+		t.Fatal("by default workers inherit Caddy's environment")
+	}
+}
+
+func TestUserNeedsRootAndResolves(t *testing.T) {
+	cred, err := Config{User: "root", Group: "0"}.credential()
+	if os.Geteuid() != 0 {
+		if err == nil {
+			t.Fatal("user without root must be an error")
+		}
+		return
+	}
+	if err != nil || cred.Uid != 0 || cred.Gid != 0 {
+		t.Fatalf("root/0: %+v %v", cred, err)
+	}
+	if _, err := (Config{User: "no-such-user-caddy-wsgi"}).credential(); err == nil {
+		t.Fatal("unknown user accepted")
+	}
+}

@@ -172,7 +172,7 @@ func (p *Pool) launchExec(w *worker, child childFiles) error {
 	cmd.Stdout, cmd.Stderr = child[threads+1], child[threads+2]
 	// Own process group: a Ctrl-C in the terminal reaches Caddy, which stops the workers
 	// in order. Pdeathsig kills the worker if Caddy dies; closed channels do too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: p.cred}
 	cmd.Stdin = bytesReader(pyruntime.Source)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", p.python, err)
@@ -341,9 +341,32 @@ func absPaths(paths []string) []string {
 	return out
 }
 
-// workerEnv is Caddy's environment (as Gunicorn passes its own), the venv's, then Env.
+// basicEnv is what a worker inherits even with env_inherit off: what programs need to
+// run, nothing that is a secret.
+var basicEnv = []string{"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"}
+
+// workerEnv is Caddy's environment (as Gunicorn passes its own, or the part EnvInherit
+// allows), the venv's, then Env.
 func workerEnv(cfg Config) []string {
 	env := os.Environ()
+	if len(cfg.EnvInherit) > 0 {
+		keep := map[string]bool{}
+		for _, k := range basicEnv {
+			keep[k] = true
+		}
+		for _, k := range cfg.EnvInherit {
+			if k != "off" {
+				keep[k] = true
+			}
+		}
+		kept := env[:0:0]
+		for _, kv := range env {
+			if k, _, _ := strings.Cut(kv, "="); keep[k] {
+				kept = append(kept, kv)
+			}
+		}
+		env = kept
+	}
 	if cfg.Venv != "" {
 		venv, _ := filepath.Abs(cfg.Venv)
 		env = setEnv(env, "VIRTUAL_ENV", venv)

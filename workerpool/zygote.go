@@ -86,7 +86,7 @@ func (p *Pool) startZygote() (*zygote, error) {
 	cmd.Env = p.env
 	cmd.ExtraFiles = []*os.File{theirs, pipes[0].w}
 	cmd.Stdout, cmd.Stderr = pipes[1].w, pipes[2].w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: p.cred}
 	cmd.Stdin = bytesReader(pyruntime.Source)
 	err = cmd.Start()
 	theirs.Close()
