@@ -16,6 +16,7 @@ import (
 const (
 	pipelineMaxService = 5 * time.Millisecond
 	pipelineSlack      = 500 * time.Microsecond
+	pipelineDepth      = 2 // requests queued behind the running one, per thread
 )
 
 // Lease is the right to run one exchange on a slot. A queued lease's REQUEST may be
@@ -145,10 +146,11 @@ func (p *Pool) queueBehindLocked() *Lease {
 			continue
 		}
 		for _, s := range w.slots {
-			if s.queued != nil || !s.pipelinable || s.since.IsZero() || now.Sub(s.since) > limit {
+			if len(s.queued) >= pipelineDepth || !s.pipelinable || s.since.IsZero() || now.Sub(s.since) > limit {
 				continue
 			}
-			if best == nil || s.since.Before(best.since) {
+			if best == nil || len(s.queued) < len(best.queued) ||
+				len(s.queued) == len(best.queued) && s.since.Before(best.since) {
 				best = s
 			}
 		}
@@ -156,9 +158,13 @@ func (p *Pool) queueBehindLocked() *Lease {
 	if best == nil {
 		return nil
 	}
-	l := &Lease{Slot: best, turn: make(chan struct{}), pipelinable: true}
-	best.queued = l
-	best.worker.busy++
+	return p.queueLocked(best)
+}
+
+func (p *Pool) queueLocked(s *Slot) *Lease {
+	l := &Lease{Slot: s, turn: make(chan struct{}), pipelinable: true}
+	s.queued = append(s.queued, l)
+	s.worker.busy++
 	return l
 }
 
@@ -185,18 +191,20 @@ func (p *Pool) Release(l *Lease, healthy bool) {
 		p.ewma += (now.Sub(s.since) - p.ewma) / 8
 	}
 	w.busy--
-	if next := s.queued; next != nil {
-		s.queued = nil
-		if healthy {
-			// The worker already has the next REQUEST: it runs now, on the same slot.
-			s.since, s.pipelinable = now, next.pipelinable
-			close(next.turn)
-			p.refillLocked(s)
-		} else {
+	if len(s.queued) > 0 && healthy {
+		// The worker already has the next REQUEST: it runs now, on the same slot.
+		next := s.queued[0]
+		s.queued = append(s.queued[:0], s.queued[1:]...)
+		s.since, s.pipelinable = now, next.pipelinable
+		close(next.turn)
+		p.refillLocked(s)
+	} else if len(s.queued) > 0 {
+		for _, next := range s.queued {
 			w.busy--
 			next.retry = true
 			close(next.turn)
 		}
+		s.queued = s.queued[:0]
 	} else if !w.dead.Load() {
 		s.since = time.Time{}
 		p.offerLocked(s)
@@ -204,14 +212,18 @@ func (p *Pool) Release(l *Lease, healthy bool) {
 	p.mu.Unlock()
 }
 
-// refillLocked queues the head waiter behind s's new exchange when pipelining pays.
+// refillLocked queues head waiters behind s's running exchange when pipelining pays.
 func (p *Pool) refillLocked(s *Slot) {
-	if w := p.waiters.peek(); w != nil && w.pipelinable && s.pipelinable && p.ewma < pipelineMaxService && !s.worker.dead.Load() {
+	if !s.pipelinable || p.ewma >= pipelineMaxService || s.worker.dead.Load() {
+		return
+	}
+	for len(s.queued) < pipelineDepth {
+		w := p.waiters.peek()
+		if w == nil || !w.pipelinable {
+			return
+		}
 		p.waiters.pop()
-		l := &Lease{Slot: s, turn: make(chan struct{}), pipelinable: true}
-		s.queued = l
-		s.worker.busy++
-		w.ch <- l
+		w.ch <- p.queueLocked(s)
 	}
 }
 
@@ -219,6 +231,7 @@ func (p *Pool) refillLocked(s *Slot) {
 func (p *Pool) offerLocked(s *Slot) {
 	if wt := p.waiters.pop(); wt != nil {
 		wt.ch <- p.activateLocked(s, wt.pipelinable)
+		p.refillLocked(s) // under load, the next request waits in the worker, not here
 		return
 	}
 	p.idle = append(p.idle, s)

@@ -31,7 +31,7 @@ type Slot struct {
 	// Guarded by Pool.mu:
 	since       time.Time // when the running exchange started
 	pipelinable bool      // the running exchange takes no body from READ
-	queued      *Lease    // the exchange whose REQUEST is already written behind it
+	queued      []*Lease  // exchanges whose REQUEST is already written behind it, in order
 
 	wmu sync.Mutex // orders REQUEST and CANCEL writes with seq
 	seq uint64     // REQUEST frames written

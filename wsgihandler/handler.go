@@ -253,7 +253,6 @@ type exchange struct {
 // still in a known state (false: the worker must be replaced).
 func (ex *exchange) run(frame []byte) bool {
 	ex.start = time.Now()
-	ex.log = ex.h.log.With(zap.Int("pid", ex.slot.PID()), zap.String("method", ex.r.Method), zap.String("uri", ex.r.RequestURI))
 	ex.extendDeadline()
 	defer ex.conn.Raw().SetReadDeadline(time.Time{})
 	if ex.seq == 0 {
@@ -289,7 +288,7 @@ func (ex *exchange) run(frame []byte) bool {
 			ex.extendDeadline()
 		}
 		if err != nil {
-			ex.log.Error("worker broke the protocol", zap.Error(err))
+			ex.logger().Error("worker broke the protocol", zap.Error(err))
 			ex.fail(http.StatusBadGateway)
 			return false
 		}
@@ -298,6 +297,14 @@ func (ex *exchange) run(frame []byte) bool {
 			return true
 		}
 	}
+}
+
+// logger returns the exchange's logger, built on first use: most requests log nothing.
+func (ex *exchange) logger() *zap.Logger {
+	if ex.log == nil {
+		ex.log = ex.h.log.With(zap.Int("pid", ex.slot.PID()), zap.String("method", ex.r.Method), zap.String("uri", ex.r.RequestURI))
+	}
+	return ex.log
 }
 
 // extendDeadline gives the worker `timeout` from now to send its next frame.
@@ -356,9 +363,9 @@ func (ex *exchange) handle(t protocol.Type, p []byte) (done bool, err error) {
 	case protocol.TypeError:
 		if ex.discard && ex.r.Context().Err() != nil {
 			// The worker stopped because we cancelled: expected, not an app failure.
-			ex.log.Debug("request ended after the client left", zap.String("reason", string(p)))
+			ex.logger().Debug("request ended after the client left", zap.String("reason", string(p)))
 		} else {
-			ex.log.Error("application error", zap.String("traceback", string(p)))
+			ex.logger().Error("application error", zap.String("traceback", string(p)))
 		}
 		if ex.written {
 			ex.abort = true
@@ -380,17 +387,17 @@ func (ex *exchange) handle(t protocol.Type, p []byte) (done bool, err error) {
 func (ex *exchange) logFromWorker(level byte, text string) {
 	switch level {
 	case 0:
-		ex.log.Info(text)
+		ex.logger().Info(text)
 	case 1:
-		ex.log.Warn(text)
+		ex.logger().Warn(text)
 	default:
-		ex.log.Error(text)
+		ex.logger().Error(text)
 	}
 }
 
 // workerLost handles a channel that failed mid-exchange: the worker died or broke.
 func (ex *exchange) workerLost(err error) bool {
-	ex.log.Error("worker lost during request", zap.Error(err))
+	ex.logger().Error("worker lost during request", zap.Error(err))
 	ex.fail(http.StatusBadGateway)
 	return false
 }

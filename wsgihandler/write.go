@@ -20,7 +20,7 @@ func (ex *exchange) startResponse(hd protocol.Headers) {
 		dropped, err = applyHeaders(header, hd.Fields)
 	}
 	if err != nil {
-		ex.log.Error("invalid response from application", zap.Error(err))
+		ex.logger().Error("invalid response from application", zap.Error(err))
 		ex.fail(http.StatusInternalServerError)
 		ex.discard = true
 		if !hd.Final {
@@ -29,7 +29,7 @@ func (ex *exchange) startResponse(hd protocol.Headers) {
 		return
 	}
 	if len(dropped) > 0 {
-		ex.log.Warn("dropped hop-by-hop response headers set by the application", zap.Strings("headers", dropped))
+		ex.logger().Warn("dropped hop-by-hop response headers set by the application", zap.Strings("headers", dropped))
 	}
 	ex.code, ex.header, ex.pending = code, header, true
 	ex.hasBody = bodyAllowed(ex.r.Method, code)
@@ -70,7 +70,7 @@ func (ex *exchange) writeBody(b []byte, flush bool) {
 	}
 	if ex.remaining >= 0 {
 		if int64(len(b)) > ex.remaining {
-			ex.log.Warn("application sent more bytes than its Content-Length; truncated")
+			ex.logger().Warn("application sent more bytes than its Content-Length; truncated")
 			b = b[:ex.remaining]
 		}
 		ex.remaining -= int64(len(b))
@@ -88,7 +88,7 @@ func (ex *exchange) writeBody(b []byte, flush bool) {
 
 // clientGone stops writing and tells the worker to stop producing.
 func (ex *exchange) clientGone(err error) {
-	ex.log.Debug("client went away during the response", zap.Error(err))
+	ex.logger().Debug("client went away during the response", zap.Error(err))
 	ex.discard = true
 	ex.cancel()
 }
@@ -100,7 +100,7 @@ func (ex *exchange) finish() {
 	}
 	ex.commit()
 	if ex.remaining > 0 && ex.hasBody {
-		ex.log.Warn("application sent fewer bytes than its Content-Length", zap.Int64("missing", ex.remaining))
+		ex.logger().Warn("application sent fewer bytes than its Content-Length", zap.Int64("missing", ex.remaining))
 		ex.abort = true
 	}
 }
@@ -124,7 +124,7 @@ func (ex *exchange) sendFile(p []byte) error {
 	if n < 0 {
 		st, err := f.Stat()
 		if err != nil {
-			ex.log.Error("file_wrapper: cannot stat file", zap.Error(err))
+			ex.logger().Error("file_wrapper: cannot stat file", zap.Error(err))
 			ex.fail(http.StatusInternalServerError)
 			ex.discard = true
 			return nil
@@ -143,7 +143,7 @@ func (ex *exchange) sendFile(p []byte) error {
 		return nil
 	}
 	if _, err := f.Seek(fr.Offset, io.SeekStart); err != nil {
-		ex.log.Error("file_wrapper: cannot seek", zap.Error(err))
+		ex.logger().Error("file_wrapper: cannot seek", zap.Error(err))
 		ex.abort = true
 		ex.discard = true
 		return nil
@@ -174,7 +174,7 @@ func (ex *exchange) answerRead(n int) error {
 			flags = protocol.DataEOF
 			ex.bodyEOF = true
 		default:
-			ex.log.Info("request body read failed", zap.Error(err))
+			ex.logger().Info("request body read failed", zap.Error(err))
 			flags, m = protocol.DataAborted, 0
 			ex.bodyEOF = true
 		}
