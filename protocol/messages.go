@@ -30,17 +30,6 @@ func (w *RequestWriter) Add(key, value string) {
 	w.pairs++
 }
 
-// AddBytes is Add for a value held as bytes.
-func (w *RequestWriter) AddBytes(key string, value []byte) {
-	if w.pairs > 0 {
-		w.buf = append(w.buf, 0)
-	}
-	w.buf = append(w.buf, key...)
-	w.buf = append(w.buf, 0)
-	w.buf = append(w.buf, value...)
-	w.pairs++
-}
-
 // AppendValue extends the value of the last pair, for values built from several parts.
 func (w *RequestWriter) AppendValue(part string) { w.buf = append(w.buf, part...) }
 
