@@ -3,6 +3,7 @@
 package wsgihandler
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -217,7 +218,7 @@ func (h *Handler) readBody(r *http.Request) (requestBody, error) {
 		return requestBody{buffered: buf[:r.ContentLength], length: r.ContentLength}, nil
 	}
 	// Chunked and larger than BufferBody: stream what was read, then the rest.
-	return requestBody{stream: io.MultiReader(strings.NewReader(string(buf)), r.Body), length: -1}, nil
+	return requestBody{stream: io.MultiReader(bytes.NewReader(buf), r.Body), length: -1}, nil
 }
 
 // exchange is one request/response over a worker channel, driven by the frames the
