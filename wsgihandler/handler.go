@@ -247,6 +247,7 @@ type exchange struct {
 	discard    bool        // stop writing: client gone or response already failed
 	abort      bool        // the handler must abort the HTTP response
 	bodyEOF    bool
+	dataBuf    []byte // DATA frames of a streamed body are built here
 	cancelOnce sync.Once
 }
 

@@ -158,27 +158,31 @@ func (ex *exchange) sendFile(p []byte) error {
 	return nil
 }
 
-// answerRead sends up to n bytes of the streamed request body.
+// maxData bounds one DATA frame, and so the memory a streamed upload takes per request.
+const maxData = 256 << 10
+
+// answerRead sends up to n bytes of the streamed request body. The frame is built in
+// one buffer per exchange, reused by every READ.
 func (ex *exchange) answerRead(n int) error {
-	var frame []byte
-	switch {
-	case ex.body == nil || ex.bodyEOF:
-		frame = protocol.DataFrame(nil, protocol.DataEOF, nil)
-	default:
-		buf := make([]byte, min(n, 256<<10))
-		m, err := io.ReadAtLeast(ex.body, buf, 1)
-		var flags byte
-		switch {
-		case err == nil:
-		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) && m > 0:
-			flags = protocol.DataEOF
-			ex.bodyEOF = true
-		default:
-			ex.logger().Info("request body read failed", zap.Error(err))
-			flags, m = protocol.DataAborted, 0
-			ex.bodyEOF = true
-		}
-		frame = protocol.DataFrame(make([]byte, 0, protocol.HeaderSize+1+m), flags, buf[:m])
+	if ex.body == nil || ex.bodyEOF {
+		return ex.conn.Write(protocol.DataFrame(nil, protocol.DataEOF, nil))
 	}
-	return ex.conn.Write(frame)
+	if ex.dataBuf == nil {
+		ex.dataBuf = make([]byte, protocol.HeaderSize+1+maxData)
+	}
+	const head = protocol.HeaderSize + 1 // frame header and flags byte
+	m, err := io.ReadAtLeast(ex.body, ex.dataBuf[head:head+min(n, maxData)], 1)
+	var flags byte
+	switch {
+	case err == nil:
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) && m > 0:
+		flags = protocol.DataEOF
+		ex.bodyEOF = true
+	default:
+		ex.logger().Info("request body read failed", zap.Error(err))
+		flags, m = protocol.DataAborted, 0
+		ex.bodyEOF = true
+	}
+	frame := append(protocol.AppendHeader(ex.dataBuf[:0], protocol.TypeData, 1+m), flags)
+	return ex.conn.Write(frame[:head+m])
 }
