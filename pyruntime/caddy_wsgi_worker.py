@@ -1071,6 +1071,21 @@ def _run_hook(hooks, name, *args):
         _call_hook(name, fn, *args)
 
 
+def _close_inherited(keep_below):
+    """Close descriptors Caddy's own parent leaked to it without close-on-exec: the app
+    must not hold them (a worker running as another user least of all)."""
+    try:
+        fds = [int(name) for name in os.listdir('/proc/self/fd')]
+    except OSError:
+        return
+    for fd in fds:
+        if fd >= keep_below:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the descriptor listdir itself used
+
+
 def _start_process(argv, mode):
     """Common start of a worker or zygote -> (spec, config, boot socket)."""
     _redirect_stdin()
@@ -1088,6 +1103,9 @@ def _start_process(argv, mode):
         sys.path[:0] = [os.getcwd()] + config['pythonpath']
     except BaseException:
         _boot_failed(boot_sock, traceback.format_exc())
+    # Ours: fds 3..3+threads-1 (channels) and the dump pipe after them (worker), or fds 3
+    # and 4 (zygote).
+    _close_inherited(5 if mode == 'caddy-wsgi-zygote' else 3 + config['threads'] + 1)
     return spec, config, boot_sock
 
 
@@ -1264,6 +1282,9 @@ def _install_stack_dump(fd):
     import signal
     _dump_file = os.fdopen(fd, 'w', closefd=False)
     faulthandler.register(signal.SIGUSR1, file=_dump_file, all_threads=True)
+    # A crash (segfault in C code, abort) writes the Python stacks there too: Caddy logs
+    # them with the worker's exit.
+    faulthandler.enable(file=_dump_file, all_threads=True)
 
 
 def _boot_failed(sock, text):

@@ -33,6 +33,7 @@ type Stats struct {
 	Threads     int              `json:"threads"`
 	BusyThreads int              `json:"busy_threads"`
 	QueueDepth  int              `json:"queue_depth"`
+	Pipelined   int              `json:"pipelined"` // requests already written behind a running one
 	Failing     bool             `json:"failing"`
 	Restarts    map[string]int64 `json:"restarts"`
 	Workers     []WorkerStats    `json:"workers"`
@@ -52,8 +53,13 @@ func (p *Pool) Stats() Stats {
 	busy := map[*worker]int{}
 	for w := range p.workers {
 		workers = append(workers, w)
-		busy[w] = w.busy
-		st.BusyThreads += w.busy
+		for _, s := range w.slots {
+			if !s.since.IsZero() {
+				busy[w]++ // running; requests pipelined behind it are counted apart
+			}
+			st.Pipelined += len(s.queued)
+		}
+		st.BusyThreads += busy[w]
 	}
 	p.mu.Unlock()
 

@@ -23,6 +23,7 @@ const (
 // written at once; its frames may be read only after Wait.
 type Lease struct {
 	Slot        *Slot
+	Order       uint64        // position of its REQUEST on the slot: pass to Send and Cancel
 	turn        chan struct{} // nil for a lease that runs at once
 	retry       bool          // set before turn closes: the exchange ahead failed, ours never ran
 	pipelinable bool
@@ -129,7 +130,8 @@ func (p *Pool) takeIdleLocked(pipelinable bool) *Lease {
 func (p *Pool) activateLocked(s *Slot, pipelinable bool) *Lease {
 	s.worker.busy++
 	s.since, s.pipelinable = time.Now(), pipelinable
-	return &Lease{Slot: s, pipelinable: pipelinable}
+	s.ordered++
+	return &Lease{Slot: s, Order: s.ordered, pipelinable: pipelinable}
 }
 
 // queueBehindLocked leases a place behind the running exchange most likely to end
@@ -162,7 +164,8 @@ func (p *Pool) queueBehindLocked() *Lease {
 }
 
 func (p *Pool) queueLocked(s *Slot) *Lease {
-	l := &Lease{Slot: s, turn: make(chan struct{}), pipelinable: true}
+	s.ordered++
+	l := &Lease{Slot: s, Order: s.ordered, turn: make(chan struct{}), pipelinable: true}
 	s.queued = append(s.queued, l)
 	s.worker.busy++
 	return l
@@ -208,8 +211,22 @@ func (p *Pool) Release(l *Lease, healthy bool) {
 	} else if !w.dead.Load() {
 		s.since = time.Time{}
 		p.offerLocked(s)
+	} else {
+		s.since = time.Time{}
+		if exited(w) {
+			s.conn.Close() // the last exchange on a dead worker's channel
+		}
 	}
 	p.mu.Unlock()
+}
+
+func exited(w *worker) bool {
+	select {
+	case <-w.exited:
+		return true
+	default:
+		return false
+	}
 }
 
 // refillLocked queues head waiters behind s's running exchange when pipelining pays.

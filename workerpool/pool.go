@@ -33,27 +33,45 @@ type Slot struct {
 	pipelinable bool      // the running exchange takes no body from READ
 	queued      []*Lease  // exchanges whose REQUEST is already written behind it, in order
 
-	wmu sync.Mutex // orders REQUEST and CANCEL writes with seq
-	seq uint64     // REQUEST frames written
+	// REQUEST frames go out in the order their leases were given (ordered, under
+	// Pool.mu), whichever goroutine gets to write first: the worker runs exchanges in
+	// wire order, and each lease reads the frames of its own exchange.
+	ordered uint64     // leases given; guarded by Pool.mu
+	wmu     sync.Mutex // guards written and the socket's write side
+	turn    *sync.Cond // signalled when written advances
+	written uint64     // REQUEST frames written (or skipped after a write error)
 }
 
-// Send writes a REQUEST frame and returns its sequence number on this channel.
-func (s *Slot) Send(frame []byte) (uint64, error) {
+// Send writes the REQUEST frame of the lease with this order number, after the frames
+// of every earlier lease on the slot.
+func (s *Slot) Send(order uint64, frame []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	s.seq++
-	return s.seq, s.conn.Write(frame)
+	for s.written+1 != order {
+		s.turn.Wait()
+	}
+	err := s.conn.Write(frame)
+	s.written = order
+	s.turn.Broadcast()
+	return err
 }
 
-// Cancel sends CANCEL for the exchange whose REQUEST had sequence seq, unless a later
-// REQUEST is already on the wire: a CANCEL always refers to the latest REQUEST before it
-// (PROTOCOL.md), so the exchange then runs to its end and the caller discards it.
-func (s *Slot) Cancel(seq uint64) {
+// Cancel sends CANCEL for the exchange of the lease with this order number, unless a
+// later REQUEST is already on the wire: a CANCEL always refers to the latest REQUEST
+// before it (PROTOCOL.md), so that exchange then runs to its end and the caller
+// discards it.
+func (s *Slot) Cancel(order uint64) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if s.seq == seq {
+	if s.written == order {
 		s.conn.Write(protocol.AppendFrame(nil, protocol.TypeCancel, nil))
 	}
+}
+
+func newSlot(conn *protocol.Conn, w *worker) *Slot {
+	s := &Slot{conn: conn, worker: w}
+	s.turn = sync.NewCond(&s.wmu)
+	return s
 }
 
 // Activity is what a slot is doing, for the admin API.

@@ -3,6 +3,7 @@ package workerpool
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -43,7 +44,7 @@ func roundTrip(t *testing.T, l *Lease) string {
 	w.Add("REQUEST_METHOD", "GET")
 	w.Add("PATH_INFO", "/")
 	frame, _ := w.Finish(nil)
-	if err := s.Conn().Write(frame); err != nil {
+	if err := s.Send(l.Order, frame); err != nil {
 		t.Fatal(err)
 	}
 	typ, p, err := s.Conn().ReadFrame()
@@ -342,14 +343,14 @@ func TestPipelinedLeaseRunsBehindTheCurrentExchange(t *testing.T) {
 	if err != nil || a.Queued() {
 		t.Fatalf("first lease: %v queued=%v", err, a != nil && a.Queued())
 	}
-	if _, err := a.Slot.Send(getFrame(t)); err != nil {
+	if err := a.Slot.Send(a.Order, getFrame(t)); err != nil {
 		t.Fatal(err)
 	}
 	b, err := p.Acquire(ctx, true)
 	if err != nil || !b.Queued() || b.Slot != a.Slot {
 		t.Fatalf("second lease should queue behind the first on the same slot: %v", err)
 	}
-	if _, err := b.Slot.Send(getFrame(t)); err != nil {
+	if err := b.Slot.Send(b.Order, getFrame(t)); err != nil {
 		t.Fatal(err)
 	}
 	first := readFinal(t, a.Slot)
@@ -405,11 +406,11 @@ func TestCancelIsNotSentOnceALaterRequestIsOnTheWire(t *testing.T) {
 	}
 	defer c.Close()
 	defer theirs.Close()
-	s := &Slot{conn: c}
-	first, _ := s.Send([]byte("x"))
-	s.Cancel(first) // sent: nothing later on the wire
-	s.Send([]byte("y"))
-	s.Cancel(first) // dropped: "y" would take it for its own
+	s := newSlot(c, nil)
+	s.Send(1, []byte("x"))
+	s.Cancel(1) // sent: nothing later on the wire
+	s.Send(2, []byte("y"))
+	s.Cancel(1) // dropped: "y" would take it for its own
 	buf := make([]byte, 64)
 	theirs.SetReadDeadline(time.Now().Add(time.Second))
 	n, _ := theirs.Read(buf)
@@ -457,5 +458,26 @@ func TestUserNeedsRootAndResolves(t *testing.T) {
 	}
 	if _, err := (Config{User: "no-such-user-caddy-wsgi"}).credential(); err == nil {
 		t.Fatal("unknown user accepted")
+	}
+}
+
+func TestSendKeepsLeaseOrder(t *testing.T) {
+	c, theirs, err := protocol.Socketpair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	defer theirs.Close()
+	s := newSlot(c, nil)
+	done := make(chan struct{})
+	go func() { s.Send(2, []byte("second")); close(done) }() // a queued lease that got there first
+	time.Sleep(50 * time.Millisecond)
+	s.Send(1, []byte("first"))
+	<-done
+	buf := make([]byte, 64)
+	theirs.SetReadDeadline(time.Now().Add(time.Second))
+	n, _ := io.ReadFull(theirs, buf[:len("firstsecond")])
+	if string(buf[:n]) != "firstsecond" {
+		t.Fatalf("wire order %q: a queued REQUEST overtook the running one", buf[:n])
 	}
 }

@@ -103,7 +103,7 @@ func (p *Pool) spawn() (*worker, error) {
 			return nil, err
 		}
 		child = append(child, theirs)
-		w.slots = append(w.slots, &Slot{conn: conn, worker: w})
+		w.slots = append(w.slots, newSlot(conn, w))
 	}
 	pipes, err := newPipes(3)
 	if err != nil {
@@ -237,6 +237,16 @@ func (w *worker) closeSlots() {
 	if w.dump != nil {
 		w.dump.Close()
 	}
+}
+
+// crashDump returns what a dead worker's faulthandler wrote on a fatal signal, if any.
+func (w *worker) crashDump() string {
+	if w.dump == nil {
+		return ""
+	}
+	w.dump.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	b, _ := io.ReadAll(io.LimitReader(w.dump, 1<<20))
+	return strings.TrimSpace(string(b))
 }
 
 // dumpStacks asks the worker for the stacks of all its threads and returns them. It

@@ -88,7 +88,6 @@ func (p *Pool) supervise(ctx context.Context, position int) {
 		select {
 		case <-w.exited:
 			p.removeWorker(w)
-			w.closeSlots()
 			reason := ReasonCrash
 			if r := w.stopReason.Load(); r != nil {
 				reason = *r
@@ -99,8 +98,14 @@ func (p *Pool) supervise(ctx context.Context, position int) {
 			} else {
 				s.failures = 0
 			}
-			s.log.Warn("worker exited; replacing it", zap.Int("pid", w.pid),
-				zap.String("status", exitStatus(w.exitErr)), zap.String("reason", reason))
+			fields := []zap.Field{zap.Int("pid", w.pid), zap.String("status", exitStatus(w.exitErr)), zap.String("reason", reason)}
+			if reason == ReasonCrash {
+				if stacks := w.crashDump(); stacks != "" {
+					fields = append(fields, zap.String("stacks", stacks)) // faulthandler's, on SIGSEGV/SIGABRT
+				}
+			}
+			s.log.Warn("worker exited; replacing it", fields...)
+			p.closeDeadWorker(w)
 			if w = s.boot(ctx); w == nil {
 				return
 			}
@@ -228,7 +233,24 @@ func (p *Pool) retire(w *worker, reason string) {
 		w.kill()
 		<-w.exited
 	}
-	w.closeSlots()
+	p.closeDeadWorker(w)
+}
+
+// closeDeadWorker closes an exited worker's channels. A channel still leased is left to
+// its exchange, which may have a complete response left to read (the worker can exit
+// right after answering, with pipelining): Release closes it.
+func (p *Pool) closeDeadWorker(w *worker) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w.dead.Store(true)
+	for _, s := range w.slots {
+		if s.since.IsZero() && len(s.queued) == 0 {
+			s.conn.Close()
+		}
+	}
+	if w.dump != nil {
+		w.dump.Close()
+	}
 }
 
 // processRSS returns the resident memory of pid in bytes, 0 when unknown.

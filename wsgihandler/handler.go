@@ -114,7 +114,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, info Request
 	}
 
 	queued := time.Now()
-	lease, seq, err := h.dispatch(r, frame, in.stream == nil)
+	lease, sendErr, err := h.dispatch(r, frame, in.stream == nil)
 	if err != nil {
 		h.unavailable(w, r, err)
 		h.observe(time.Since(queued), 0, http.StatusServiceUnavailable)
@@ -124,8 +124,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, info Request
 	dispatched := time.Now()
 	desc := r.Method + " " + r.RequestURI
 	slot.Begin(desc)
-	ex := exchange{h: h, w: w, r: r, slot: slot, conn: slot.Conn(), seq: seq, body: in.stream, timeout: h.timeout}
-	healthy := ex.run(frame)
+	ex := exchange{h: h, w: w, r: r, slot: slot, conn: slot.Conn(), order: lease.Order, body: in.stream, timeout: h.timeout}
+	healthy := ex.run(sendErr)
 	if ex.timedOut {
 		h.pool.KillStuck(slot, desc, time.Since(ex.start))
 		ex.fail(http.StatusGatewayTimeout)
@@ -145,23 +145,20 @@ func (h *Handler) observe(queueWait, duration time.Duration, code int) {
 	}
 }
 
-// dispatch leases a worker thread. A lease queued behind a running exchange gets its
-// REQUEST written at once (so the worker finds it without a wake-up) and then waits its
-// turn; seq is then that REQUEST's sequence number, 0 when run must send it.
-func (h *Handler) dispatch(r *http.Request, frame []byte, pipelinable bool) (*workerpool.Lease, uint64, error) {
+// dispatch leases a worker thread and writes the REQUEST. A lease queued behind a
+// running exchange gets its REQUEST written at once (so the worker finds it without a
+// wake-up) and then waits its turn.
+func (h *Handler) dispatch(r *http.Request, frame []byte, pipelinable bool) (lease *workerpool.Lease, sendErr, err error) {
 	for {
-		lease, err := h.pool.Acquire(r.Context(), pipelinable)
-		if err != nil || !lease.Queued() {
-			return lease, 0, err
+		lease, err = h.pool.Acquire(r.Context(), pipelinable)
+		if err != nil {
+			return nil, nil, err
 		}
-		seq, werr := lease.Slot.Send(frame)
+		sendErr = lease.Slot.Send(lease.Order, frame)
 		if lease.Wait() {
 			continue // the exchange ahead broke the worker; this request never reached it
 		}
-		if werr != nil {
-			seq = 0 // let run report the broken channel
-		}
-		return lease, seq, nil
+		return lease, sendErr, nil
 	}
 }
 
@@ -224,14 +221,14 @@ func (h *Handler) readBody(r *http.Request) (requestBody, error) {
 // exchange is one request/response over a worker channel, driven by the frames the
 // worker sends (PROTOCOL.md).
 type exchange struct {
-	h    *Handler
-	w    http.ResponseWriter
-	r    *http.Request
-	slot *workerpool.Slot
-	conn *protocol.Conn
-	seq  uint64    // sequence number of our REQUEST on the channel, once sent
-	body io.Reader // streamed request body, or nil
-	log  *zap.Logger
+	h     *Handler
+	w     http.ResponseWriter
+	r     *http.Request
+	slot  *workerpool.Slot
+	conn  *protocol.Conn
+	order uint64    // our REQUEST's place on the channel (for CANCEL)
+	body  io.Reader // streamed request body, or nil
+	log   *zap.Logger
 
 	timeout  time.Duration
 	start    time.Time
@@ -253,16 +250,12 @@ type exchange struct {
 
 // run drives the exchange until the worker ends it. It reports whether the channel is
 // still in a known state (false: the worker must be replaced).
-func (ex *exchange) run(frame []byte) bool {
+func (ex *exchange) run(sendErr error) bool {
 	ex.start = time.Now()
 	ex.extendDeadline()
 	defer ex.conn.Raw().SetReadDeadline(time.Time{})
-	if ex.seq == 0 {
-		seq, err := ex.slot.Send(frame)
-		if err != nil {
-			return ex.workerLost(err)
-		}
-		ex.seq = seq
+	if sendErr != nil {
+		return ex.workerLost(sendErr)
 	}
 	cancelled := make(chan struct{})
 	stop := context.AfterFunc(ex.r.Context(), func() {
@@ -318,7 +311,7 @@ func (ex *exchange) extendDeadline() {
 
 // cancel tells the worker the client is gone, once.
 func (ex *exchange) cancel() {
-	ex.cancelOnce.Do(func() { ex.slot.Cancel(ex.seq) })
+	ex.cancelOnce.Do(func() { ex.slot.Cancel(ex.order) })
 }
 
 // handle processes one frame; done means the exchange is over.

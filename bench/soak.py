@@ -1,0 +1,263 @@
+"""Soak test of caddy-wsgi (not part of CI): steady load for a duration against a caddy whose
+workers recycle every 50 requests (max_requests 50), with a config reload every 10 s
+alternating between two configs (the wsgi block differs, so each reload starts a new pool
+and drains the old one). Prints requests, failures, reloads and the RSS of caddy and of its
+workers at the start, the middle and the end.
+
+    python3 bench/soak.py --caddy /path/to/caddy [--minutes 10] [--clients 8]
+
+Stdlib only; all traffic goes to 127.0.0.1. Exit status 1 when a request failed.
+"""
+import argparse
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+APPS = os.path.join(HERE, "apps")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def caddyfile(admin, port, python, tag):
+    return """{
+	admin 127.0.0.1:%d
+	http_port %d
+	log {
+		level WARN
+	}
+}
+http://127.0.0.1:%d {
+	wsgi app:application {
+		python %s
+		chdir %s
+		workers 2
+		threads 1
+		max_requests 50
+		max_requests_jitter 10
+		env SOAK_CONFIG %s
+		name soak
+	}
+}
+""" % (admin, port, port, python, APPS, tag)
+
+
+def rss_kib(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def descendants(pid):
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                s = f.read()
+            fields = s[s.rindex(")") + 2:].split()
+            if fields[0] == "Z":
+                continue
+            children.setdefault(int(fields[1]), []).append(int(d))
+        except (OSError, ValueError):
+            continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for c in children.get(p, []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def snapshot(caddy_pid):
+    ws = descendants(caddy_pid)
+    return {"caddy_mib": rss_kib(caddy_pid) / 1024.0,
+            "workers": len(ws),
+            "workers_mib": sum(rss_kib(p) for p in ws) / 1024.0}
+
+
+class Stats:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.total = 0
+        self.failed = 0
+        self.samples = []
+        self.retried = 0
+
+    def add(self, ok, what=""):
+        with self.lock:
+            self.total += 1
+            if not ok:
+                self.failed += 1
+                if len(self.samples) < 10:
+                    self.samples.append("%.1fs: %s" % (time.time() - START, what))
+
+
+START = time.time()
+
+
+def client(port, deadline, stats):
+    """One keep-alive connection at a time. A request that fails on a reused connection
+    before any response byte (the server closed it while idle, as every server does on a
+    reload) is retried once on a new connection, as browsers and Go's client do; it counts
+    as a failure only if the retry fails too."""
+    conn, used = None, 0
+    while time.time() < deadline:
+        for attempt in (0, 1):
+            try:
+                if conn is None:
+                    conn, used = http.client.HTTPConnection("127.0.0.1", port, timeout=30), 0
+                conn.request("GET", "/hello")
+                resp = conn.getresponse()
+                body = resp.read()
+                used += 1
+                ok = resp.status == 200 and body == b"Hello, world!"
+                stats.add(ok, "status %d body %r" % (resp.status, body[:80]))
+                if resp.will_close:
+                    conn.close()
+                    conn = None
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
+                reused = used > 0
+                conn.close()
+                conn = None
+                if attempt == 0 and reused:
+                    with stats.lock:
+                        stats.retried += 1
+                    continue
+                stats.add(False, "%s: %s" % (type(e).__name__, e))
+                break
+            except Exception as e:  # any other transport error is a failure
+                stats.add(False, "%s: %s" % (type(e).__name__, e))
+                if conn is not None:
+                    conn.close()
+                conn = None
+                break
+    if conn is not None:
+        conn.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--caddy", required=True)
+    ap.add_argument("--minutes", type=float, default=10)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--reload-every", type=float, default=10)
+    args = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="caddy-wsgi-soak-")
+    admin, port = free_port(), free_port()
+    cfgs = []
+    for tag in ("a", "b"):
+        path = os.path.join(tmp, "Caddyfile." + tag)
+        with open(path, "w") as f:
+            f.write(caddyfile(admin, port, args.python, tag))
+        cfgs.append(path)
+    env = dict(os.environ, HOME=tmp, XDG_DATA_HOME=os.path.join(tmp, "data"), XDG_CONFIG_HOME=os.path.join(tmp, "config"))
+    log = open(os.path.join(tmp, "caddy.log"), "w")
+    caddy = subprocess.Popen([args.caddy, "run", "--config", cfgs[0], "--adapter", "caddyfile"],
+                             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
+    try:
+        # ready when /hello answers
+        for _ in range(300):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                c.request("GET", "/hello")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise SystemExit("caddy did not come up; log in %s" % log.name)
+
+        duration = args.minutes * 60
+        global START
+        START = time.time()
+        deadline = START + duration
+        stats = Stats()
+        threads = [threading.Thread(target=client, args=(port, deadline, stats)) for _ in range(args.clients)]
+        for t in threads:
+            t.start()
+        time.sleep(min(5, duration / 10))
+        snaps = {"start": snapshot(caddy.pid)}
+
+        reloads = reload_failures = 0
+        which = 1
+        middle_at = START + duration / 2
+        next_reload = START + args.reload_every
+        while time.time() < deadline:
+            now = time.time()
+            if "middle" not in snaps and now >= middle_at:
+                snaps["middle"] = snapshot(caddy.pid)
+            if now >= next_reload:
+                next_reload += args.reload_every
+                r = subprocess.run([args.caddy, "reload", "--config", cfgs[which], "--adapter", "caddyfile",
+                                    "--address", "127.0.0.1:%d" % admin], capture_output=True, env=env, cwd=tmp,
+                                   timeout=120)
+                reloads += 1
+                if r.returncode != 0:
+                    reload_failures += 1
+                    print("reload failed: %s" % r.stderr.decode(errors="replace")[-500:], file=sys.stderr)
+                which = 1 - which
+            if caddy.poll() is not None:
+                raise SystemExit("caddy exited with %s; log in %s" % (caddy.returncode, log.name))
+            time.sleep(0.2)
+        for t in threads:
+            t.join()
+        snaps["end"] = snapshot(caddy.pid)
+        elapsed = time.time() - START
+
+        print("soak: %.1f min, %d clients, max_requests 50, a reload every %gs" % (elapsed / 60, args.clients, args.reload_every))
+        print("requests: %d (%.0f/s)" % (stats.total, stats.total / elapsed))
+        print("failed: %d" % stats.failed)
+        print("retried once after the server closed an idle keep-alive connection: %d" % stats.retried)
+        for s in stats.samples:
+            print("  " + s)
+        print("reloads: %d (%d failed)" % (reloads, reload_failures))
+        for k in ("start", "middle", "end"):
+            s = snaps.get(k)
+            if s:
+                print("RSS %-6s caddy %6.1f MiB, %d workers %6.1f MiB in all" % (k, s["caddy_mib"], s["workers"], s["workers_mib"]))
+        with open(log.name) as f:
+            errors = [l for l in f if '"level":"error"' in l]
+        print("caddy error log entries: %d" % len(errors))
+        for l in errors[:5]:
+            print("  " + l.strip()[:300])
+        return 1 if stats.failed or reload_failures else 0
+    finally:
+        caddy.send_signal(signal.SIGINT)
+        try:
+            caddy.wait(20)
+        except subprocess.TimeoutExpired:
+            caddy.kill()
+        log.close()
+        if os.environ.get("SOAK_KEEP"):
+            print("files kept in %s" % tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
