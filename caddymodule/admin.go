@@ -64,6 +64,10 @@ func (adminPools) list(w http.ResponseWriter, r *http.Request) error {
 
 // action handles POST /wsgi/pools/<name>/restart and POST /wsgi/pools/<name>/scale.
 func (adminPools) action(w http.ResponseWriter, r *http.Request) error {
+	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/health") {
+		name := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/wsgi/pools/"), "/health")
+		return writePoolHealth(w, name)
+	}
 	if r.Method != http.MethodPost {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed")}
 	}

@@ -131,6 +131,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, info Request
 		ex.fail(http.StatusGatewayTimeout)
 	}
 	h.pool.Release(lease, healthy)
+	ex.endPump() // the worker is already free while a slow client reads
 	h.observe(dispatched.Sub(queued), time.Since(dispatched), ex.status())
 	if ex.abort {
 		// The response was already started: make the client see a broken response,
@@ -245,6 +246,7 @@ type exchange struct {
 	abort      bool        // the handler must abort the HTTP response
 	bodyEOF    bool
 	dataBuf    []byte // DATA frames of a streamed body are built here
+	pump       *pump  // writes a streamed or large response to the client
 	cancelOnce sync.Once
 }
 

@@ -53,6 +53,11 @@ func (ex *exchange) commit() {
 	ex.w.WriteHeader(ex.code)
 }
 
+// directWrite: a whole body up to this size is written by the exchange itself (it fits
+// the socket buffers); anything else goes through the pump, so the worker is free as soon
+// as it has produced the response, however slowly the client reads.
+const directWrite = 64 << 10
+
 // writeBody writes one block. flush: more may follow, so the client gets it now
 // (server-sent events, PEP 3333's "no buffering"). A block that is the whole body sets
 // Content-Length so the connection can be kept alive without chunking.
@@ -75,14 +80,30 @@ func (ex *exchange) writeBody(b []byte, flush bool) {
 		}
 		ex.remaining -= int64(len(b))
 	}
-	if _, err := ex.w.Write(b); err != nil {
-		ex.clientGone(err)
-		return
-	}
-	if flush {
-		if err := http.NewResponseController(ex.w).Flush(); err != nil {
+	if ex.pump == nil && !flush && len(b) <= directWrite {
+		if _, err := ex.w.Write(b); err != nil {
 			ex.clientGone(err)
 		}
+		return
+	}
+	if ex.pump == nil {
+		ex.pump = newPump(ex.w)
+	}
+	if err := ex.pump.push(b); err != nil {
+		ex.clientGone(err)
+	}
+}
+
+// endPump lets the pump write what is queued and waits for it; it runs after the
+// worker was released. For an aborted response the blocks already produced still go out
+// first, so the client sees the response break where the app failed.
+func (ex *exchange) endPump() {
+	if ex.pump == nil {
+		return
+	}
+	ex.pump.close()
+	if err := ex.pump.wait(); err != nil {
+		ex.logger().Debug("client went away during the response", zap.Error(err))
 	}
 }
 
@@ -112,7 +133,11 @@ func (ex *exchange) sendFile(p []byte) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
 	fr, err := protocol.DecodeFile(p)
 	if err != nil {
 		return err
@@ -148,11 +173,15 @@ func (ex *exchange) sendFile(p []byte) error {
 		ex.discard = true
 		return nil
 	}
-	copied, err := io.Copy(ex.w, io.LimitReader(f, n))
 	if ex.remaining >= 0 {
-		ex.remaining -= copied
+		ex.remaining -= n
 	}
-	if err != nil {
+	if ex.pump == nil {
+		ex.pump = newPump(ex.w)
+	}
+	owned := f
+	f = nil // the pump closes it once sent
+	if err := ex.pump.pushFile(owned, n); err != nil {
 		ex.clientGone(err)
 	}
 	return nil

@@ -1,0 +1,432 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+
+	"github.com/caddy-wsgi/caddy-wsgi/workerpool"
+)
+
+// `caddy wsgi-server`: Gunicorn's command line on top of Caddy, the way `caddy
+// reverse-proxy` and `caddy file-server` are one-line servers. It builds an ordinary
+// Caddy JSON config around the wsgi handler (`--print-config` shows it) and runs it.
+
+const wsgiServerUsage = `[--listen <addr> | -b <addr>] [--domain <example.com>] [-w <n>] [--threads <n>] ` +
+	`[--timeout <d>] [--graceful-timeout <d>] [--max-requests <n>] [--max-requests-jitter <n>] ` +
+	`[--chdir <dir>] [--venv <dir>] [--python <path>] [--pythonpath <dirs>] [-e KEY=VALUE]... ` +
+	`[--static /prefix/=<dir>]... [--reload] [--preload] [--access-log] [--access-logfile -|<file>] ` +
+	`[--log-level <level>] [--admin <addr>|off] [--print-config] <module:callable>`
+
+const wsgiServerLong = `
+Serves a Python WSGI application from a pool of worker processes managed by Caddy, as
+Gunicorn does, with Caddy's HTTP/1.1, HTTP/2 and automatic HTTPS in front. The flags
+Gunicorn users know keep their spelling:
+
+  caddy wsgi-server -w 4 -b 0.0.0.0:8000 myproject.wsgi:application
+
+APP is module:callable, module (callable "application"), or module:factory(), e.g.
+"app:create_app()". It is imported with --chdir as the first entry of sys.path.
+
+Listening: without --domain, plain HTTP on --listen/-b (default 127.0.0.1:8000, or
+0.0.0.0:$PORT when PORT is set, as in Gunicorn). With --domain example.com, Caddy serves
+HTTPS for that name on :443 with a certificate it obtains and renews itself, and redirects
+HTTP to HTTPS (as "caddy reverse-proxy --from example.com" does); --listen changes the
+address. A gunicorn "unix:/path" bind becomes a unix socket listener.
+
+Workers: -w/--workers (default $WEB_CONCURRENCY, else the number of CPUs), --threads per
+worker (default 1). --timeout and --graceful-timeout take seconds ("30", as Gunicorn) or a
+duration ("1m30s"); --timeout 0 disables the per-request deadline.
+
+Static files: --static /static/=./staticfiles (repeatable) serves that directory at that
+path prefix with Caddy's file_server, before the app; a missing file there is a 404 from
+Caddy, not a request to Python.
+
+Environment: -e KEY=VALUE (repeatable) sets variables for the workers, on top of the ones
+they inherit from Caddy.
+
+The admin endpoint is Caddy's default (localhost:2019, or $CADDY_ADMIN) unless --admin is
+given ("off" disables it). With it, GET /wsgi/pools shows the workers and
+GET /wsgi/pools/<app>/health says whether a worker is ready.
+
+--print-config prints the JSON config instead of running it: save it as a starting point
+for "caddy run --config caddy.json", or convert the same settings to a Caddyfile by hand
+(see docs/options.md).
+`
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "wsgi-server",
+		Usage: wsgiServerUsage,
+		Short: "Serve a Python WSGI app from Caddy-managed workers (like gunicorn)",
+		Long:  wsgiServerLong,
+		CobraFunc: func(cmd *cobra.Command) {
+			addWSGIServerFlags(cmd.Flags())
+			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdWSGIServer)
+		},
+	})
+}
+
+// addWSGIServerFlags defines the flags of `caddy wsgi-server` on fs.
+func addWSGIServerFlags(fs *pflag.FlagSet) {
+	fs.StringP("listen", "l", "", "Address to listen on (default 127.0.0.1:8000, or :443 with --domain)")
+	fs.StringP("bind", "b", "", "Gunicorn's name for --listen (HOST:PORT, :PORT or unix:PATH)")
+	fs.StringP("domain", "d", "", "Domain name to serve with automatic HTTPS")
+	fs.IntP("workers", "w", 0, "Worker processes (default $WEB_CONCURRENCY, else the number of CPUs)")
+	fs.Int("threads", 0, "Threads per worker (default 1)")
+	fs.StringP("timeout", "t", "", "Per-request deadline, seconds or a duration; 0 disables (default 30s)")
+	fs.String("graceful-timeout", "", "How long stopping workers may finish requests, seconds or a duration (default 30s)")
+	fs.Int64("max-requests", 0, "Recycle a worker after this many requests (default 0: never)")
+	fs.Int64("max-requests-jitter", 0, "Add a random 0..N to --max-requests per worker")
+	fs.String("chdir", "", "Working directory of the workers, first entry of sys.path")
+	fs.String("venv", "", "Virtualenv whose interpreter runs the workers")
+	fs.String("python", "", "Python interpreter (default <venv>/bin/python, else python3)")
+	fs.String("pythonpath", "", "Comma-separated directories to add to sys.path")
+	fs.StringArrayP("env", "e", nil, "KEY=VALUE environment variable for the workers (repeatable)")
+	fs.StringArray("static", nil, "/prefix/=DIR: serve DIR at /prefix/ with Caddy's file_server (repeatable)")
+	fs.Bool("reload", false, "Development: restart the workers when a .py file under --chdir changes")
+	fs.Bool("preload", false, "Import the app once and fork the workers from it")
+	fs.Bool("access-log", false, "Log every request (to Caddy's log, stderr)")
+	fs.String("access-logfile", "", "Write the access log to this file; - is stdout")
+	fs.String("log-level", "", "Log level: debug, info, warning, error")
+	fs.String("admin", "", "Admin endpoint address, or off (default: Caddy's, localhost:2019)")
+	fs.Bool("print-config", false, "Print the JSON config and exit")
+}
+
+func cmdWSGIServer(fl caddycmd.Flags) (int, error) {
+	cfg, summary, err := wsgiServerConfig(fl.FlagSet, fl.Args(), os.Getenv)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	if fl.Bool("print-config") {
+		out, err := json.MarshalIndent(cfg, "", "\t")
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		fmt.Println(string(out))
+		return caddy.ExitCodeSuccess, nil
+	}
+	caddy.TrapSignals()
+	if err := caddy.Run(cfg); err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	caddy.Log().Info("serving WSGI app", zap.String("app", summary.app), zap.String("address", summary.address))
+	select {}
+}
+
+// wsgiServerSummary is what the command logs once the server runs.
+type wsgiServerSummary struct {
+	app, address string
+}
+
+// wsgiServerConfig turns the parsed flags and the positional arguments into a Caddy
+// config. getenv reads WEB_CONCURRENCY and PORT.
+func wsgiServerConfig(fs *pflag.FlagSet, args []string, getenv func(string) string) (*caddy.Config, wsgiServerSummary, error) {
+	var sum wsgiServerSummary
+	str := func(name string) string { v, _ := fs.GetString(name); return v }
+	boolean := func(name string) bool { v, _ := fs.GetBool(name); return v }
+
+	// The app.
+	switch {
+	case len(args) == 0:
+		return nil, sum, fmt.Errorf("missing APP: caddy wsgi-server [flags] module:callable (e.g. myproject.wsgi:application)")
+	case len(args) > 1:
+		return nil, sum, fmt.Errorf("one APP expected, got %d arguments: %q (flags go before or after APP; quote values with spaces)", len(args), args)
+	}
+	h := WSGI{App: args[0]}
+	if err := workerpool.ValidateAppSpec(h.App); err != nil {
+		return nil, sum, fmt.Errorf("APP: %w", err)
+	}
+	sum.app = h.App
+
+	// Workers and threads.
+	h.Workers, _ = fs.GetInt("workers")
+	if !fs.Changed("workers") {
+		if v := strings.TrimSpace(getenv("WEB_CONCURRENCY")); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return nil, sum, fmt.Errorf("WEB_CONCURRENCY=%q is not a positive integer (it sets the default of --workers)", v)
+			}
+			h.Workers = n
+		}
+	} else if h.Workers < 1 {
+		return nil, sum, fmt.Errorf("--workers: %d is not a positive integer", h.Workers)
+	}
+	h.Threads, _ = fs.GetInt("threads")
+	if fs.Changed("threads") && h.Threads < 1 {
+		return nil, sum, fmt.Errorf("--threads: %d is not a positive integer", h.Threads)
+	}
+
+	// Timeouts: Gunicorn takes seconds; a Caddy duration works too.
+	if fs.Changed("timeout") {
+		d, err := flagDuration("timeout", str("timeout"), true)
+		if err != nil {
+			return nil, sum, err
+		}
+		t := caddy.Duration(d)
+		h.Timeout = &t
+	}
+	if fs.Changed("graceful-timeout") {
+		d, err := flagDuration("graceful-timeout", str("graceful-timeout"), false)
+		if err != nil {
+			return nil, sum, err
+		}
+		h.GracefulTimeout = caddy.Duration(d)
+	}
+	h.MaxRequests, _ = fs.GetInt64("max-requests")
+	h.MaxRequestsJitter, _ = fs.GetInt64("max-requests-jitter")
+	if h.MaxRequests < 0 {
+		return nil, sum, fmt.Errorf("--max-requests: %d is negative", h.MaxRequests)
+	}
+	if h.MaxRequestsJitter < 0 {
+		return nil, sum, fmt.Errorf("--max-requests-jitter: %d is negative", h.MaxRequestsJitter)
+	}
+
+	// Interpreter and environment.
+	h.Chdir, h.Venv, h.Python = str("chdir"), str("venv"), str("python")
+	for _, p := range strings.Split(str("pythonpath"), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			h.PythonPath = append(h.PythonPath, p)
+		}
+	}
+	envs, _ := fs.GetStringArray("env")
+	for _, kv := range envs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || strings.TrimSpace(k) == "" || strings.ContainsAny(k, " \t") {
+			return nil, sum, fmt.Errorf("-e/--env %q: want KEY=VALUE", kv)
+		}
+		if h.Env == nil {
+			h.Env = map[string]string{}
+		}
+		h.Env[k] = v
+	}
+	h.Reload, h.Preload = boolean("reload"), boolean("preload")
+	if err := h.Validate(); err != nil {
+		return nil, sum, err
+	}
+
+	// Routes: static prefixes first, then the app.
+	var routes caddyhttp.RouteList
+	statics, _ := fs.GetStringArray("static")
+	for _, s := range statics {
+		r, err := staticRoute(s)
+		if err != nil {
+			return nil, sum, err
+		}
+		routes = append(routes, r)
+	}
+	routes = append(routes, caddyhttp.Route{
+		HandlersRaw: []json.RawMessage{caddyconfig.JSONModuleObject(h, "handler", "wsgi", nil)},
+	})
+
+	// Listener and HTTPS.
+	listen := str("listen")
+	if bind := str("bind"); bind != "" {
+		if listen != "" && listen != bind {
+			return nil, sum, fmt.Errorf("--listen %q and -b/--bind %q disagree: give one", listen, bind)
+		}
+		listen = bind
+	}
+	if listen != "" {
+		var err error
+		if listen, err = listenAddress(listen); err != nil {
+			return nil, sum, err
+		}
+	}
+	server := &caddyhttp.Server{}
+	if domain := str("domain"); domain != "" {
+		addr, err := httpcaddyfile.ParseAddress(domain)
+		if err != nil {
+			return nil, sum, fmt.Errorf("--domain %q: %v", domain, err)
+		}
+		if addr.Host == "" || addr.Path != "" {
+			return nil, sum, fmt.Errorf("--domain %q: want a host name such as example.com", domain)
+		}
+		httpPort := strconv.Itoa(caddyhttp.DefaultHTTPPort)
+		if addr.Scheme == "" {
+			addr.Scheme = "https"
+			if addr.Port == httpPort {
+				addr.Scheme = "http"
+			}
+		}
+		if addr.Port == "" {
+			addr.Port = strconv.Itoa(caddyhttp.DefaultHTTPSPort)
+			if addr.Scheme == "http" {
+				addr.Port = httpPort
+			}
+		}
+		if listen == "" {
+			listen = ":" + addr.Port
+		}
+		// One route per site, matched on the host, as the Caddyfile adapter and
+		// `caddy reverse-proxy --from` build it: automatic HTTPS finds the name there.
+		routes = caddyhttp.RouteList{{
+			MatcherSetsRaw: []caddy.ModuleMap{{"host": caddyconfig.JSON(caddyhttp.MatchHost{addr.Host}, nil)}},
+			HandlersRaw: []json.RawMessage{caddyconfig.JSONModuleObject(caddyhttp.Subroute{Routes: routes},
+				"handler", "subroute", nil)},
+			Terminal: true,
+		}}
+		if addr.Scheme == "http" {
+			server.AutoHTTPS = &caddyhttp.AutoHTTPSConfig{Disabled: true}
+		}
+		sum.address = addr.Scheme + "://" + addr.Host + ":" + addr.Port
+	} else {
+		if listen == "" {
+			listen = "127.0.0.1:8000"
+			if port := strings.TrimSpace(getenv("PORT")); port != "" {
+				if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+					return nil, sum, fmt.Errorf("PORT=%q is not a port number (it sets the default of --listen)", port)
+				}
+				listen = "0.0.0.0:" + port
+			}
+		}
+		// Plain HTTP on the given address: no certificates, no redirects.
+		server.AutoHTTPS = &caddyhttp.AutoHTTPSConfig{Disabled: true}
+		sum.address = "http://" + listen
+	}
+	server.Listen = []string{listen}
+	server.Routes = routes
+
+	// Logs.
+	logging, accessLog, err := wsgiServerLogging(str("access-logfile"), str("log-level"))
+	if err != nil {
+		return nil, sum, err
+	}
+	if accessLog || boolean("access-log") {
+		server.Logs = &caddyhttp.ServerLogConfig{}
+	}
+
+	persist := false
+	cfg := &caddy.Config{
+		Admin:   &caddy.AdminConfig{Config: &caddy.ConfigSettings{Persist: &persist}},
+		Logging: logging,
+		AppsRaw: caddy.ModuleMap{
+			"http": caddyconfig.JSON(caddyhttp.App{Servers: map[string]*caddyhttp.Server{"wsgi": server}}, nil),
+		},
+	}
+	switch admin := str("admin"); admin {
+	case "":
+	case "off":
+		cfg.Admin.Disabled = true
+	default:
+		if _, err := caddy.ParseNetworkAddress(admin); err != nil {
+			return nil, sum, fmt.Errorf("--admin %q: %v", admin, err)
+		}
+		cfg.Admin.Listen = admin
+	}
+	return cfg, sum, nil
+}
+
+// flagDuration parses Gunicorn's seconds ("30", "2.5") or a Caddy duration ("1m30s").
+func flagDuration(name, v string, zeroOK bool) (time.Duration, error) {
+	var d time.Duration
+	if secs, err := strconv.ParseFloat(v, 64); err == nil {
+		d = time.Duration(secs * float64(time.Second))
+	} else if d, err = caddy.ParseDuration(v); err != nil {
+		return 0, fmt.Errorf("--%s %q: want seconds (30) or a duration (1m30s)", name, v)
+	}
+	if d < 0 || (d == 0 && !zeroOK) {
+		return 0, fmt.Errorf("--%s %q: must be positive", name, v)
+	}
+	return d, nil
+}
+
+// listenAddress accepts Caddy's network addresses and Gunicorn's bind forms.
+func listenAddress(v string) (string, error) {
+	switch {
+	case strings.HasPrefix(v, "unix:") && !strings.HasPrefix(v, "unix//"):
+		v = "unix/" + strings.TrimPrefix(v, "unix:")
+	case strings.HasPrefix(v, "fd://"):
+		return "", fmt.Errorf("--listen/-b %q: file descriptors are not supported; use HOST:PORT or unix:PATH", v)
+	}
+	if !strings.Contains(v, ":") && !strings.HasPrefix(v, "unix/") {
+		v += ":8000" // Gunicorn: a bare host means port 8000
+	}
+	addr, err := caddy.ParseNetworkAddress(v)
+	if err != nil {
+		return "", fmt.Errorf("--listen/-b %q: %v", v, err)
+	}
+	if !addr.IsUnixNetwork() && addr.StartPort == 0 {
+		return "", fmt.Errorf("--listen/-b %q: no port", v)
+	}
+	return v, nil
+}
+
+// staticRoute builds the route of one --static /prefix/=DIR: the prefix is stripped and
+// the rest of the path is looked up under DIR.
+func staticRoute(spec string) (caddyhttp.Route, error) {
+	prefix, dir, ok := strings.Cut(spec, "=")
+	if !ok || dir == "" || !strings.HasPrefix(prefix, "/") {
+		return caddyhttp.Route{}, fmt.Errorf("--static %q: want /prefix/=DIR, e.g. --static /static/=./staticfiles", spec)
+	}
+	prefix = strings.TrimRight(prefix, "/")
+	if prefix == "" {
+		return caddyhttp.Route{}, fmt.Errorf("--static %q: the prefix cannot be / (the app is served there)", spec)
+	}
+	if strings.ContainsAny(prefix, "*{}") {
+		return caddyhttp.Route{}, fmt.Errorf("--static %q: the prefix must be a plain path", spec)
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return caddyhttp.Route{}, fmt.Errorf("--static %q: %s is not a directory", spec, dir)
+	}
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	return caddyhttp.Route{
+		MatcherSetsRaw: []caddy.ModuleMap{{"path": caddyconfig.JSON(caddyhttp.MatchPath{prefix + "/*"}, nil)}},
+		HandlersRaw: []json.RawMessage{
+			caddyconfig.JSONModuleObject(rewrite.Rewrite{StripPathPrefix: prefix}, "handler", "rewrite", nil),
+			// file_server as JSON: its package pulls in the templates module's dependencies.
+			caddyconfig.JSON(map[string]string{"handler": "file_server", "root": dir}, nil),
+		},
+		Terminal: true,
+	}, nil
+}
+
+// wsgiServerLogging maps --access-logfile and --log-level to Caddy's logging config; it
+// reports whether the access log is on.
+func wsgiServerLogging(accessFile, level string) (*caddy.Logging, bool, error) {
+	var lvl string
+	switch strings.ToLower(level) {
+	case "":
+	case "debug", "info", "error":
+		lvl = strings.ToUpper(level)
+	case "warning", "warn":
+		lvl = "WARN"
+	case "critical":
+		lvl = "ERROR"
+	default:
+		return nil, false, fmt.Errorf("--log-level %q: want debug, info, warning, error or critical", level)
+	}
+	if accessFile == "" && lvl == "" {
+		return nil, false, nil
+	}
+	logs := map[string]*caddy.CustomLog{"default": {BaseLog: caddy.BaseLog{Level: lvl}}}
+	if accessFile != "" {
+		writer := json.RawMessage(`{"output":"stdout"}`)
+		if accessFile != "-" {
+			abs, err := filepath.Abs(accessFile)
+			if err != nil {
+				return nil, false, fmt.Errorf("--access-logfile %q: %v", accessFile, err)
+			}
+			writer = caddyconfig.JSON(map[string]string{"output": "file", "filename": abs}, nil)
+		}
+		logs["default"].Exclude = []string{"http.log.access"}
+		logs["access"] = &caddy.CustomLog{BaseLog: caddy.BaseLog{WriterRaw: writer}, Include: []string{"http.log.access"}}
+	}
+	return &caddy.Logging{Logs: logs}, accessFile != "", nil
+}

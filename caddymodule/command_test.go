@@ -1,0 +1,371 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// wsgiServerRun parses a `caddy wsgi-server` command line (without the command name)
+// with env as the environment, and returns the config as generic JSON.
+func wsgiServerRun(t *testing.T, env map[string]string, args ...string) (map[string]any, error) {
+	t.Helper()
+	fs := pflag.NewFlagSet("wsgi-server", pflag.ContinueOnError)
+	fs.SetOutput(new(strings.Builder))
+	addWSGIServerFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	cfg, _, err := wsgiServerConfig(fs, fs.Args(), func(k string) string { return env[k] })
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out, nil
+}
+
+func mustWSGIServer(t *testing.T, env map[string]string, args ...string) map[string]any {
+	t.Helper()
+	cfg, err := wsgiServerRun(t, env, args...)
+	if err != nil {
+		t.Fatalf("%q: %v", args, err)
+	}
+	return cfg
+}
+
+// at walks a path of map keys and slice indexes in decoded JSON.
+func at(t *testing.T, v any, path ...any) any {
+	t.Helper()
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			if !ok {
+				t.Fatalf("at %v: %T is not an object", path, v)
+			}
+			v = m[k]
+		case int:
+			s, ok := v.([]any)
+			if !ok || k >= len(s) {
+				t.Fatalf("at %v: %T has no element %d", path, v, k)
+			}
+			v = s[k]
+		}
+	}
+	return v
+}
+
+func server(t *testing.T, cfg map[string]any) map[string]any {
+	t.Helper()
+	return at(t, cfg, "apps", "http", "servers", "wsgi").(map[string]any)
+}
+
+// handlers returns every handler object of the config (slices in order, object keys in
+// any order).
+func handlers(v any) []map[string]any {
+	var out []map[string]any
+	switch x := v.(type) {
+	case map[string]any:
+		if _, ok := x["handler"]; ok {
+			out = append(out, x)
+		}
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		for _, k := range keys {
+			out = append(out, handlers(x[k])...)
+		}
+	case []any:
+		for _, e := range x {
+			out = append(out, handlers(e)...)
+		}
+	}
+	return out
+}
+
+func wsgiHandler(t *testing.T, cfg map[string]any) map[string]any {
+	t.Helper()
+	for _, h := range handlers(cfg) {
+		if h["handler"] == "wsgi" {
+			return h
+		}
+	}
+	t.Fatalf("no wsgi handler in %v", cfg)
+	return nil
+}
+
+func TestWSGIServerMinimal(t *testing.T) {
+	cfg := mustWSGIServer(t, nil, "myproject.wsgi:application")
+	h := wsgiHandler(t, cfg)
+	if !reflect.DeepEqual(h, map[string]any{"handler": "wsgi", "app": "myproject.wsgi:application"}) {
+		t.Errorf("handler = %v: every option unset", h)
+	}
+	srv := server(t, cfg)
+	if got := at(t, srv, "listen", 0); got != "127.0.0.1:8000" {
+		t.Errorf("listen = %v, want Gunicorn's 127.0.0.1:8000", got)
+	}
+	if at(t, srv, "automatic_https", "disable") != true {
+		t.Errorf("plain HTTP without --domain must disable automatic HTTPS: %v", srv["automatic_https"])
+	}
+	if srv["logs"] != nil || cfg["logging"] != nil {
+		t.Errorf("no access log unless asked: %v %v", srv["logs"], cfg["logging"])
+	}
+	if at(t, cfg, "admin", "config", "persist") != false || at(t, cfg, "admin", "disabled") != nil {
+		t.Errorf("admin = %v, want Caddy's default endpoint, not persisted", cfg["admin"])
+	}
+	if len(at(t, srv, "routes").([]any)) != 1 {
+		t.Errorf("routes = %v, want the app only", srv["routes"])
+	}
+}
+
+func TestWSGIServerEveryFlag(t *testing.T) {
+	static1, static2 := t.TempDir(), t.TempDir()
+	cfg := mustWSGIServer(t, nil,
+		"-w", "4", "--threads", "2", "--timeout", "45", "--graceful-timeout", "1m",
+		"--max-requests", "1000", "--max-requests-jitter", "50",
+		"--chdir", "/srv/app", "--venv", "/srv/venv", "--python", "/usr/bin/python3.12",
+		"--pythonpath", "/a, /b", "-e", "A=1", "--env", "B=two words", "-e", "C=x=y",
+		"--reload", "--preload", "--static", "/static/="+static1, "--static", "/media="+static2,
+		"-b", "0.0.0.0:9000", "--access-logfile", "-", "--log-level", "warning", "--admin", "127.0.0.1:2999",
+		"app:create_app()")
+	h := wsgiHandler(t, cfg)
+	want := map[string]any{
+		"handler": "wsgi", "app": "app:create_app()", "workers": 4.0, "threads": 2.0,
+		"timeout": 45e9, "graceful_timeout": 60e9, "max_requests": 1000.0, "max_requests_jitter": 50.0,
+		"chdir": "/srv/app", "venv": "/srv/venv", "python": "/usr/bin/python3.12",
+		"pythonpath": []any{"/a", "/b"}, "env": map[string]any{"A": "1", "B": "two words", "C": "x=y"},
+		"reload": true, "preload": true,
+	}
+	if !reflect.DeepEqual(h, want) {
+		t.Errorf("handler\n got %v\nwant %v", h, want)
+	}
+	srv := server(t, cfg)
+	if got := at(t, srv, "listen", 0); got != "0.0.0.0:9000" {
+		t.Errorf("listen = %v", got)
+	}
+	// Static routes first, each stripping its prefix before file_server, then the app.
+	routes := at(t, srv, "routes").([]any)
+	if len(routes) != 3 {
+		t.Fatalf("routes = %v, want 2 static + app", routes)
+	}
+	for i, tc := range []struct{ prefix, dir string }{{"/static", static1}, {"/media", static2}} {
+		r := routes[i]
+		if got := at(t, r, "match", 0, "path", 0); got != tc.prefix+"/*" {
+			t.Errorf("static route %d matches %v, want %s/*", i, got, tc.prefix)
+		}
+		if at(t, r, "handle", 0, "handler") != "rewrite" || at(t, r, "handle", 0, "strip_path_prefix") != tc.prefix ||
+			at(t, r, "handle", 1, "handler") != "file_server" || at(t, r, "handle", 1, "root") != tc.dir ||
+			at(t, r, "terminal") != true {
+			t.Errorf("static route %d = %v", i, r)
+		}
+	}
+	if at(t, routes[2], "handle", 0, "handler") != "wsgi" {
+		t.Errorf("last route = %v, want the app", routes[2])
+	}
+	// --access-logfile -: access log on, to stdout, out of the default log.
+	if srv["logs"] == nil {
+		t.Errorf("--access-logfile must turn the server's access log on")
+	}
+	if at(t, cfg, "logging", "logs", "access", "writer", "output") != "stdout" ||
+		at(t, cfg, "logging", "logs", "access", "include", 0) != "http.log.access" ||
+		at(t, cfg, "logging", "logs", "default", "exclude", 0) != "http.log.access" ||
+		at(t, cfg, "logging", "logs", "default", "level") != "WARN" {
+		t.Errorf("logging = %v", cfg["logging"])
+	}
+	if at(t, cfg, "admin", "listen") != "127.0.0.1:2999" {
+		t.Errorf("admin = %v", cfg["admin"])
+	}
+}
+
+func TestWSGIServerAliasesAndForms(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		key  string // handler key, or "listen"
+		want any
+	}{
+		{[]string{"--workers", "3"}, nil, "workers", 3.0},
+		{[]string{"-w3"}, nil, "workers", 3.0},
+		{nil, map[string]string{"WEB_CONCURRENCY": "5"}, "workers", 5.0},
+		{[]string{"-w", "2"}, map[string]string{"WEB_CONCURRENCY": "5"}, "workers", 2.0}, // the flag wins
+		{[]string{"-t", "30"}, nil, "timeout", 30e9},
+		{[]string{"--timeout", "2.5"}, nil, "timeout", 2.5e9},
+		{[]string{"--timeout", "1m30s"}, nil, "timeout", 90e9},
+		{[]string{"--timeout", "0"}, nil, "timeout", 0.0}, // 0: no deadline (Gunicorn's meaning)
+		{[]string{"--graceful-timeout", "10"}, nil, "graceful_timeout", 10e9},
+		{[]string{"--listen", ":8080"}, nil, "listen", ":8080"},
+		{[]string{"-l", "127.0.0.1:8081"}, nil, "listen", "127.0.0.1:8081"},
+		{[]string{"--bind", "[::1]:8082"}, nil, "listen", "[::1]:8082"},
+		{[]string{"-b", "0.0.0.0"}, nil, "listen", "0.0.0.0:8000"}, // Gunicorn: a bare host is port 8000
+		{[]string{"-b", "unix:/run/app.sock"}, nil, "listen", "unix//run/app.sock"},
+		{[]string{"-b", ":9000", "--listen", ":9000"}, nil, "listen", ":9000"},
+		{nil, map[string]string{"PORT": "5000"}, "listen", "0.0.0.0:5000"}, // Gunicorn and Heroku
+		{[]string{"-b", ":7000"}, map[string]string{"PORT": "5000"}, "listen", ":7000"},
+	} {
+		cfg := mustWSGIServer(t, tc.env, append(tc.args, "app")...)
+		var got any
+		if tc.key == "listen" {
+			got = at(t, server(t, cfg), "listen", 0)
+		} else {
+			got = wsgiHandler(t, cfg)[tc.key]
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q env %v: %s = %#v, want %#v", tc.args, tc.env, tc.key, got, tc.want)
+		}
+	}
+}
+
+func TestWSGIServerDomain(t *testing.T) {
+	static := t.TempDir()
+	cfg := mustWSGIServer(t, nil, "--domain", "example.com", "--static", "/static/="+static, "app")
+	srv := server(t, cfg)
+	if got := at(t, srv, "listen", 0); got != ":443" {
+		t.Errorf("listen = %v, want :443", got)
+	}
+	if srv["automatic_https"] != nil {
+		t.Errorf("automatic_https = %v: must stay on (certificates and redirects)", srv["automatic_https"])
+	}
+	routes := at(t, srv, "routes").([]any)
+	if len(routes) != 1 || at(t, routes[0], "match", 0, "host", 0) != "example.com" || at(t, routes[0], "terminal") != true {
+		t.Fatalf("routes = %v, want one route matching host example.com", routes)
+	}
+	sub := at(t, routes[0], "handle", 0)
+	if at(t, sub, "handler") != "subroute" || at(t, sub, "routes", 0, "handle", 1, "handler") != "file_server" ||
+		at(t, sub, "routes", 1, "handle", 0, "handler") != "wsgi" {
+		t.Errorf("subroute = %v, want static then app", sub)
+	}
+
+	// Explicit listener with a domain; an http:// domain is plain HTTP with the host matcher.
+	cfg = mustWSGIServer(t, nil, "-d", "example.com", "--listen", ":8443", "app")
+	if got := at(t, server(t, cfg), "listen", 0); got != ":8443" {
+		t.Errorf("listen = %v", got)
+	}
+	for _, d := range []string{"http://example.com", "example.com:80"} {
+		srv = server(t, mustWSGIServer(t, nil, "--domain", d, "app"))
+		if at(t, srv, "listen", 0) != ":80" || at(t, srv, "automatic_https", "disable") != true ||
+			at(t, srv, "routes", 0, "match", 0, "host", 0) != "example.com" {
+			t.Errorf("--domain %s: %v", d, srv)
+		}
+	}
+	cfg = mustWSGIServer(t, nil, "--domain", "example.com:8443", "app")
+	if at(t, server(t, cfg), "listen", 0) != ":8443" || server(t, cfg)["automatic_https"] != nil {
+		t.Errorf("--domain example.com:8443: %v", server(t, cfg))
+	}
+}
+
+func TestWSGIServerLogsAndAdmin(t *testing.T) {
+	cfg := mustWSGIServer(t, nil, "--access-log", "app")
+	if server(t, cfg)["logs"] == nil || cfg["logging"] != nil {
+		t.Errorf("--access-log: server logs %v, logging %v (want the access log in Caddy's default log)", server(t, cfg)["logs"], cfg["logging"])
+	}
+	file := filepath.Join(t.TempDir(), "access.log")
+	cfg = mustWSGIServer(t, nil, "--access-logfile", file, "app")
+	if at(t, cfg, "logging", "logs", "access", "writer", "output") != "file" ||
+		at(t, cfg, "logging", "logs", "access", "writer", "filename") != file || server(t, cfg)["logs"] == nil {
+		t.Errorf("--access-logfile %s: %v", file, cfg["logging"])
+	}
+	cfg = mustWSGIServer(t, nil, "--log-level", "debug", "app")
+	if at(t, cfg, "logging", "logs", "default", "level") != "DEBUG" || server(t, cfg)["logs"] != nil {
+		t.Errorf("--log-level debug: %v", cfg["logging"])
+	}
+	cfg = mustWSGIServer(t, nil, "--admin", "off", "app")
+	if at(t, cfg, "admin", "disabled") != true {
+		t.Errorf("--admin off: %v", cfg["admin"])
+	}
+}
+
+func TestWSGIServerErrorsNameTheFlag(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--bogus", "app"}, nil, "unknown flag: --bogus"},
+		{[]string{"-k", "gevent", "app"}, nil, "unknown shorthand flag: 'k'"},
+		{[]string{"-w", "four", "app"}, nil, `"-w, --workers"`},
+		{[]string{"-w", "0", "app"}, nil, "--workers"},
+		{[]string{"--threads", "0", "app"}, nil, "--threads"},
+		{[]string{"--threads", "x", "app"}, nil, `"--threads"`},
+		{[]string{"--max-requests", "-1", "app"}, nil, "--max-requests"},
+		{[]string{"--max-requests-jitter", "-1", "app"}, nil, "--max-requests-jitter"},
+		{[]string{"--timeout", "soon", "app"}, nil, `--timeout "soon"`},
+		{[]string{"--timeout", "-3", "app"}, nil, "--timeout"},
+		{[]string{"--graceful-timeout", "0", "app"}, nil, "--graceful-timeout"},
+		{[]string{"-e", "NOVALUE", "app"}, nil, `-e/--env "NOVALUE"`},
+		{[]string{"-e", "=x", "app"}, nil, "-e/--env"},
+		{[]string{"--static", "static=" + dir, "app"}, nil, "--static"},
+		{[]string{"--static", "/static/", "app"}, nil, "--static"},
+		{[]string{"--static", "/=" + dir, "app"}, nil, "cannot be /"},
+		{[]string{"--static", "/s/=" + file, "app"}, nil, "is not a directory"},
+		{[]string{"--static", "/s/=" + filepath.Join(dir, "missing"), "app"}, nil, "is not a directory"},
+		{[]string{"-b", "fd://3", "app"}, nil, "-b"},
+		{[]string{"-b", "host:notaport", "app"}, nil, "--listen/-b"},
+		{[]string{"-b", ":1", "--listen", ":2", "app"}, nil, "disagree"},
+		{[]string{"--domain", "example.com/path", "app"}, nil, "--domain"},
+		{[]string{"--log-level", "loud", "app"}, nil, "--log-level"},
+		{[]string{"--admin", "not an address:x", "app"}, nil, "--admin"},
+		{nil, nil, "missing APP"},
+		{[]string{"a", "b"}, nil, "one APP expected"},
+		{[]string{"foo:"}, nil, "malformed app spec"},
+		{[]string{"app"}, map[string]string{"WEB_CONCURRENCY": "lots"}, "WEB_CONCURRENCY"},
+		{[]string{"app"}, map[string]string{"PORT": "http"}, "PORT"},
+	} {
+		_, err := wsgiServerRun(t, tc.env, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q env %v: error %v, want one containing %q", tc.args, tc.env, err, tc.want)
+		}
+	}
+}
+
+// TestWSGIServerRegistered: the subcommand is registered with Caddy, its help lists
+// every flag, and its usage line names them.
+func TestWSGIServerRegistered(t *testing.T) {
+	c, ok := caddycmd.Commands()["wsgi-server"]
+	if !ok {
+		t.Fatal("wsgi-server is not registered")
+	}
+	cmd := &cobra.Command{Use: "wsgi-server"}
+	c.CobraFunc(cmd)
+	if cmd.RunE == nil {
+		t.Fatal("no RunE")
+	}
+	help := cmd.Flags().FlagUsages()
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if !strings.Contains(help, "--"+f.Name) {
+			t.Errorf("--help lacks --%s", f.Name)
+		}
+		if f.Name != "listen" && f.Name != "bind" && !strings.Contains(c.Usage, "--"+f.Name) &&
+			!strings.Contains(c.Usage, "-"+f.Shorthand+" ") {
+			t.Errorf("usage line lacks --%s", f.Name)
+		}
+	})
+	for _, name := range []string{"workers", "bind", "threads", "timeout", "graceful-timeout", "max-requests",
+		"max-requests-jitter", "chdir", "preload", "reload", "env", "access-logfile", "static", "domain", "print-config"} {
+		if cmd.Flags().Lookup(name) == nil {
+			t.Errorf("no --%s flag", name)
+		}
+	}
+	for short, long := range map[string]string{"w": "workers", "b": "bind", "e": "env", "t": "timeout"} {
+		if f := cmd.Flags().ShorthandLookup(short); f == nil || f.Name != long {
+			t.Errorf("-%s is not --%s", short, long)
+		}
+	}
+}
