@@ -625,8 +625,8 @@ func TestSlowClients(t *testing.T) {
 	}
 	check("plus_slow_uploads_100")
 
-	// 3. + 100 slow readers of a 4 MiB response: half never read, half read 1 KiB every 200 ms
-	readers := dialN(t, c, 100, "GET /big?mb=4 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	// 3. + 100 slow readers of a 12 MiB response (more than the socket buffers hold): half never read, half read 1 KiB every 200 ms
+	readers := dialN(t, c, 100, "GET /big?mb=12 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	stopReaders := make(chan struct{})
 	var rwg sync.WaitGroup
 	for i, conn := range readers {
@@ -657,11 +657,11 @@ func TestSlowClients(t *testing.T) {
 	}()
 	time.Sleep(2 * time.Second)
 	p := mustPool(t, c, "slow")
-	t.Logf("with 100 slow readers of 4 MiB: busy_threads %d, queue_depth %d, caddy RSS %d MiB", p.BusyThreads, p.QueueDepth, vmRSS(c.Pid())/1024)
+	t.Logf("with 100 slow readers of 12 MiB: busy_threads %d, queue_depth %d, caddy RSS %d MiB", p.BusyThreads, p.QueueDepth, vmRSS(c.Pid())/1024)
 	check("plus_slow_readers_100")
 	p = mustPool(t, c, "slow")
 	if p.BusyThreads != 0 || p.QueueDepth != 0 {
-		t.Errorf("with 100 slow readers of a 4 MiB one-block response: busy_threads %d queue_depth %d, want 0 (a slow reader holds the worker)", p.BusyThreads, p.QueueDepth)
+		t.Errorf("with 100 slow readers of a 12 MiB response: busy_threads %d queue_depth %d, want 0 (a slow reader holds the worker)", p.BusyThreads, p.QueueDepth)
 	}
 	if d := loris.dead.Load() + uploads.dead.Load(); d > 0 {
 		t.Logf("note: %d slow connections were closed by caddy during the test", d)
