@@ -748,8 +748,8 @@ func TestDeployImageCaddyfile(t *testing.T) {
 			caddyEnv = append(caddyEnv, kv)
 		}
 	}
-	// SITE_ADDRESS needs the port: ecoStartCaddyfileSite expands {PORT} in env too.
-	srv := ecoStartCaddyfileSite(t, cf, caddyEnv)
+	// SITE_ADDRESS needs the port: startCaddyEnv expands {PORT} in env too.
+	srv := startCaddyEnv(t, cf, caddyEnv...)
 	ecoCheckHealth(t, srv.URL+"/healthz", "mysite.wsgi:application", 2)
 	body := waitStatus(t, srv.URL+"/admin/login/", 200, 30*time.Second)
 	if !loginFormRe.Match(body) {
@@ -768,24 +768,6 @@ func TestDeployImageCaddyfile(t *testing.T) {
 	}
 }
 
-// ecoStartCaddyfileSite is ecoStartCaddyfile with {PORT} also expanded in env.
-func ecoStartCaddyfileSite(t *testing.T, caddyfile string, env []string) *Caddy {
-	t.Helper()
-	c := newCaddy(t)
-	for _, kv := range env {
-		c.Env = append(c.Env, strings.ReplaceAll(kv, "{PORT}", strconv.Itoa(c.Port)))
-	}
-	c.ConfigPath = filepath.Join(c.Dir, "Caddyfile")
-	cf := c.expandPlaceholders(t, caddyfile)
-	if err := os.WriteFile(c.ConfigPath, []byte(cf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c.start(t, []string{"run", "--config", c.ConfigPath, "--adapter", "caddyfile"})
-	if err := c.waitReady(30*time.Second, true); err != nil {
-		t.Fatalf("caddy did not become ready: %v\nlog:\n%s", err, tail(c.Logs(), 20000))
-	}
-	return c
-}
 
 // ecoYAMLDocs decodes every document of a YAML file.
 func ecoYAMLDocs(t *testing.T, rel string) []map[string]any {

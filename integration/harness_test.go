@@ -317,7 +317,17 @@ func newCaddy(t *testing.T) *Caddy {
 // and the HTTP port accepts connections. Cleanup stops caddy and dumps its log on failure.
 func startCaddy(t *testing.T, caddyfile string) *Caddy {
 	t.Helper()
+	return startCaddyEnv(t, caddyfile)
+}
+
+// startCaddyEnv is startCaddy with extra KEY=VALUE variables for the caddy process (and
+// so for the workers that inherit them); {PORT} in a value is expanded.
+func startCaddyEnv(t *testing.T, caddyfile string, env ...string) *Caddy {
+	t.Helper()
 	c := newCaddy(t)
+	for _, kv := range env {
+		c.Env = append(c.Env, strings.ReplaceAll(kv, "{PORT}", strconv.Itoa(c.Port)))
+	}
 	c.ConfigPath = filepath.Join(c.Dir, "Caddyfile")
 	cf := c.expandPlaceholders(t, caddyfile)
 	if err := os.WriteFile(c.ConfigPath, []byte(cf), 0o644); err != nil {

@@ -28,23 +28,6 @@ import (
 	"time"
 )
 
-// startCaddyWithEnv is startCaddy with extra environment variables for the caddy process
-// (and so for the workers that inherit it).
-func startCaddyWithEnv(t *testing.T, caddyfile string, env ...string) *Caddy {
-	t.Helper()
-	c := newCaddy(t)
-	c.Env = append(c.Env, env...)
-	c.ConfigPath = filepath.Join(c.Dir, "Caddyfile")
-	cf := c.expandPlaceholders(t, caddyfile)
-	if err := os.WriteFile(c.ConfigPath, []byte(cf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c.start(t, []string{"run", "--config", c.ConfigPath, "--adapter", "caddyfile"})
-	if err := c.waitReady(30*time.Second, true); err != nil {
-		t.Fatalf("caddy did not become ready: %v\nCaddyfile:\n%s\nlog:\n%s", err, cf, tail(c.Logs(), 20000))
-	}
-	return c
-}
 
 func getJSON(t *testing.T, url string, v any) {
 	t.Helper()
@@ -553,7 +536,7 @@ func TestWorkerEnvInherit(t *testing.T) {
 	rb := make([]byte, 8)
 	rand.Read(rb)
 	secret := "s3cret-" + hex.EncodeToString(rb)
-	c := startCaddyWithEnv(t, globalBlock()+`
+	c := startCaddyEnv(t, globalBlock()+`
 http://127.0.0.1:{PORT} {
 	handle_path /default/* {
 		wsgi faults {
