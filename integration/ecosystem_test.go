@@ -768,7 +768,6 @@ func TestDeployImageCaddyfile(t *testing.T) {
 	}
 }
 
-
 // ecoYAMLDocs decodes every document of a YAML file.
 func ecoYAMLDocs(t *testing.T, rel string) []map[string]any {
 	t.Helper()

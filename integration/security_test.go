@@ -28,7 +28,6 @@ import (
 	"time"
 )
 
-
 func getJSON(t *testing.T, url string, v any) {
 	t.Helper()
 	resp, body := get(t, url)
