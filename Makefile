@@ -29,3 +29,7 @@ check:
 
 test: venv caddy check
 	go test -race -count=1 -timeout 25m ./...
+
+# The benchmark suite against the peers (about 13 minutes; see docs/benchmarks.md).
+bench:
+	bench/run.sh
