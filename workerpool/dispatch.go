@@ -201,17 +201,16 @@ func (p *Pool) Release(l *Lease, healthy bool) {
 		s.since, s.pipelinable = now, next.pipelinable
 		close(next.turn)
 		p.refillLocked(s)
-	} else if len(s.queued) > 0 {
-		for _, next := range s.queued {
+	} else if !w.dead.Load() {
+		s.since = time.Time{}
+		p.offerLocked(s)
+	} else {
+		for _, next := range s.queued { // they never ran: their requests go elsewhere
 			w.busy--
 			next.retry = true
 			close(next.turn)
 		}
 		s.queued = s.queued[:0]
-	} else if !w.dead.Load() {
-		s.since = time.Time{}
-		p.offerLocked(s)
-	} else {
 		s.since = time.Time{}
 		if exited(w) {
 			s.conn.Close() // the last exchange on a dead worker's channel
