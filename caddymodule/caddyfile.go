@@ -56,6 +56,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    user             <user>
 //	    group            <group>
 //	    env_inherit      off|<name>...
+//	    worker_class     sync|gevent
+//	    worker_connections <n>
 //	}
 func (m *WSGI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -145,6 +147,16 @@ func (m *WSGI) unmarshalOption(d *caddyfile.Dispenser) error {
 		return flag(d, &m.Preload)
 	case "hooks":
 		return oneArg(d, &m.Hooks)
+	case "worker_class":
+		if err := oneArg(d, &m.WorkerClass); err != nil {
+			return err
+		}
+		if m.WorkerClass != "sync" && m.WorkerClass != "gevent" {
+			return d.Errf("worker_class %q: want sync or gevent", m.WorkerClass)
+		}
+		return nil
+	case "worker_connections":
+		return positiveInt(d, &m.WorkerConnections)
 	case "user":
 		return oneArg(d, &m.User)
 	case "group":

@@ -62,6 +62,17 @@ type WSGI struct {
 	// Threads per worker process, each serving one request at a time. Default 1.
 	Threads int `json:"threads,omitempty"`
 
+	// Worker class: "sync" (default; threads serve one request each) or "gevent": each
+	// worker monkey-patches the stdlib before importing the app and serves
+	// worker_connections requests at once with greenlets, for apps that mostly wait on
+	// I/O. gevent must be installed in the worker's environment; it cannot be combined
+	// with preload. Eventlet is not offered: it is deprecated upstream, and Gunicorn
+	// removed it.
+	WorkerClass string `json:"worker_class,omitempty"`
+
+	// With worker_class gevent: concurrent requests per worker. Default 100.
+	WorkerConnections int `json:"worker_connections,omitempty"`
+
 	// How long a request may wait for a free worker thread before it gets 503 with
 	// Retry-After. Default 30s.
 	QueueTimeout caddy.Duration `json:"queue_timeout,omitempty"`
@@ -189,6 +200,8 @@ func (m *WSGI) poolConfig(logger *zap.Logger) workerpool.Config {
 		User:              m.User,
 		Group:             m.Group,
 		EnvInherit:        m.EnvInherit,
+		WorkerClass:       m.WorkerClass,
+		WorkerConnections: m.WorkerConnections,
 		ServerSoftware:    "caddy-wsgi/" + Version,
 		Logger:            logger,
 	}

@@ -1001,7 +1001,10 @@ def _parse_config(text):
         'pythonpath': config.get('pythonpath') or [],
         'dump_fd': config.get('dump_fd'),
         'hooks': config.get('hooks') or '',
+        'worker_class': config.get('worker_class') or 'sync',
     }
+    if config['worker_class'] not in ('sync', 'gevent'):
+        raise ValueError('config worker_class must be sync or gevent')
     if config['dump_fd'] is not None and type(config['dump_fd']) is not int:
         raise ValueError('config dump_fd must be an int')
     if type(config['threads']) is not int or config['threads'] < 1:
@@ -1118,6 +1121,8 @@ def main(argv):
         _zygote(spec, config, boot_sock)
         return
     try:
+        if config['worker_class'] == 'gevent':
+            boot_sock = _patch_gevent(boot_sock)
         socks = [boot_sock] + [socket.socket(fileno=3 + i) for i in range(1, config['threads'])]
         if config['dump_fd'] is not None:
             _install_stack_dump(config['dump_fd'])
@@ -1130,6 +1135,15 @@ def main(argv):
     except BaseException:  # SystemExit from an app import is a boot failure too
         _boot_failed(boot_sock, traceback.format_exc())
     _serve_worker(socks, app, config, hooks, info)
+
+
+def _patch_gevent(boot_sock):
+    """worker_class gevent: patch the stdlib before the app is imported, so each channel
+    is served by a greenlet (threading.Thread is patched) and an app that waits on I/O
+    yields to the others. The boot channel is re-made as a cooperative socket."""
+    from gevent import monkey
+    monkey.patch_all()
+    return socket.socket(fileno=boot_sock.detach())
 
 
 def _serve_worker(socks, app, config, hooks, info):

@@ -60,6 +60,12 @@ type Config struct {
 	// LC_CTYPE, TZ, TMPDIR); a list of names, the basics and those. Env is added after.
 	EnvInherit []string
 
+	// WorkerClass is "sync" (default: threads serve one request each) or "gevent": the
+	// runtime monkey-patches the stdlib and serves WorkerConnections channels per process
+	// with greenlets, for apps that wait on I/O.
+	WorkerClass       string
+	WorkerConnections int // gevent: concurrent requests per worker; default 100
+
 	// Reload restarts the workers, rolling, when a .py file under Chdir changes (dev).
 	Reload bool
 
@@ -71,6 +77,13 @@ type Config struct {
 func (c Config) Defaults() Config {
 	if c.Workers <= 0 {
 		c.Workers = runtime.NumCPU()
+	}
+	if c.WorkerClass == "gevent" {
+		// Each greenlet serves one channel, as each thread does in sync mode.
+		if c.WorkerConnections <= 0 {
+			c.WorkerConnections = 100
+		}
+		c.Threads = c.WorkerConnections
 	}
 	if c.Threads <= 0 {
 		c.Threads = 1
@@ -144,8 +157,20 @@ func (c Config) Validate() error {
 		c.MaxRequestsJitter < 0 || c.MaxLifetime < 0 || c.MaxLifetimeJitter < 0 || c.MaxRSS < 0 {
 		return errors.New("workers, threads, max_queue and the recycling limits must not be negative")
 	}
-	if c.Threads > 256 {
-		return fmt.Errorf("threads %d is more than 256", c.Threads)
+	switch c.WorkerClass {
+	case "", "sync":
+		if c.Threads > 256 {
+			return fmt.Errorf("threads %d is more than 256", c.Threads)
+		}
+	case "gevent":
+		if c.Preload {
+			return errors.New("worker_class gevent cannot be combined with preload: gevent must patch before the app is imported, in each worker")
+		}
+		if c.Threads > 1000 {
+			return fmt.Errorf("worker_connections %d is more than 1000", c.Threads)
+		}
+	default:
+		return fmt.Errorf("worker_class %q: want sync or gevent", c.WorkerClass)
 	}
 	if _, err := c.Interpreter(); err != nil {
 		return err

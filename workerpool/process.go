@@ -65,6 +65,7 @@ type workerConfig struct {
 	ServerSoftware string   `json:"server_software"`
 	PythonPath     []string `json:"pythonpath"`
 	Hooks          string   `json:"hooks,omitempty"`
+	WorkerClass    string   `json:"worker_class,omitempty"`
 }
 
 func (p *Pool) workerConfigJSON(dumpFD int) string {
@@ -76,6 +77,7 @@ func (p *Pool) workerConfigJSON(dumpFD int) string {
 		ServerSoftware: cfg.ServerSoftware,
 		PythonPath:     absPaths(cfg.PythonPath),
 		Hooks:          cfg.Hooks,
+		WorkerClass:    cfg.WorkerClass,
 	})
 	return string(b)
 }
