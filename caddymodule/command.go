@@ -26,7 +26,7 @@ import (
 // reverse-proxy` and `caddy file-server` are one-line servers. It builds an ordinary
 // Caddy JSON config around the wsgi handler (`--print-config` shows it) and runs it.
 
-const wsgiServerUsage = `[--listen <addr> | -b <addr>] [--domain <example.com>] [-w <n>] [--threads <n>] ` +
+const wsgiServerUsage = `[--listen <addr> | -b <addr>] [--domain <example.com>] [-w <n>] [--threads <n>] [-k sync|gevent] [--worker-connections <n>] ` +
 	`[--timeout <d>] [--graceful-timeout <d>] [--max-requests <n>] [--max-requests-jitter <n>] ` +
 	`[--chdir <dir>] [--venv <dir>] [--python <path>] [--pythonpath <dirs>] [-e KEY=VALUE]... ` +
 	`[--static /prefix/=<dir>]... [--reload] [--preload] [--access-log] [--access-logfile -|<file>] ` +
@@ -88,6 +88,8 @@ func addWSGIServerFlags(fs *pflag.FlagSet) {
 	fs.StringP("domain", "d", "", "Domain name to serve with automatic HTTPS")
 	fs.IntP("workers", "w", 0, "Worker processes (default $WEB_CONCURRENCY, else the number of CPUs)")
 	fs.Int("threads", 0, "Threads per worker (default 1)")
+	fs.StringP("worker-class", "k", "", "sync (default) or gevent")
+	fs.Int("worker-connections", 0, "With -k gevent: concurrent requests per worker (default 100)")
 	fs.StringP("timeout", "t", "", "Per-request deadline, seconds or a duration; 0 disables (default 30s)")
 	fs.String("graceful-timeout", "", "How long stopping workers may finish requests, seconds or a duration (default 30s)")
 	fs.Int64("max-requests", 0, "Recycle a worker after this many requests (default 0: never)")
@@ -169,6 +171,18 @@ func wsgiServerConfig(fs *pflag.FlagSet, args []string, getenv func(string) stri
 	h.Threads, _ = fs.GetInt("threads")
 	if fs.Changed("threads") && h.Threads < 1 {
 		return nil, sum, fmt.Errorf("--threads: %d is not a positive integer", h.Threads)
+	}
+	h.WorkerClass = str("worker-class")
+	switch h.WorkerClass {
+	case "", "sync", "gevent":
+	case "gthread":
+		h.WorkerClass = "" // Gunicorn's threaded class is --threads here
+	default:
+		return nil, sum, fmt.Errorf("-k/--worker-class %q: want sync or gevent (gthread is --threads)", h.WorkerClass)
+	}
+	h.WorkerConnections, _ = fs.GetInt("worker-connections")
+	if fs.Changed("worker-connections") && h.WorkerConnections < 1 {
+		return nil, sum, fmt.Errorf("--worker-connections: %d is not a positive integer", h.WorkerConnections)
 	}
 
 	// Timeouts: Gunicorn takes seconds; a Caddy duration works too.

@@ -299,7 +299,7 @@ func TestWSGIServerErrorsNameTheFlag(t *testing.T) {
 		want string
 	}{
 		{[]string{"--bogus", "app"}, nil, "unknown flag: --bogus"},
-		{[]string{"-k", "gevent", "app"}, nil, "unknown shorthand flag: 'k'"},
+		{[]string{"-k", "tornado", "app"}, nil, "-k/--worker-class \"tornado\""},
 		{[]string{"-w", "four", "app"}, nil, `"-w, --workers"`},
 		{[]string{"-w", "0", "app"}, nil, "--workers"},
 		{[]string{"--threads", "0", "app"}, nil, "--threads"},
@@ -367,5 +367,27 @@ func TestWSGIServerRegistered(t *testing.T) {
 		if f := cmd.Flags().ShorthandLookup(short); f == nil || f.Name != long {
 			t.Errorf("-%s is not --%s", short, long)
 		}
+	}
+}
+
+func TestWSGIServerWorkerClass(t *testing.T) {
+	fs := pflag.NewFlagSet("wsgi-server", pflag.ContinueOnError)
+	addWSGIServerFlags(fs)
+	if err := fs.Parse([]string{"-k", "gevent", "--worker-connections", "50", "app:application"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := wsgiServerConfig(fs, fs.Args(), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(cfg)
+	if !strings.Contains(string(b), `"worker_class":"gevent"`) || !strings.Contains(string(b), `"worker_connections":50`) {
+		t.Fatalf("config lacks the gevent settings: %s", b)
+	}
+	fs = pflag.NewFlagSet("wsgi-server", pflag.ContinueOnError)
+	addWSGIServerFlags(fs)
+	fs.Parse([]string{"-k", "eventlet", "app"})
+	if _, _, err := wsgiServerConfig(fs, fs.Args(), func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "-k/--worker-class") {
+		t.Fatalf("eventlet: %v", err)
 	}
 }
