@@ -127,18 +127,6 @@ func (p *wsgiPool) pids() []int {
 	return out
 }
 
-// adminPids returns the worker pids the admin API lists for pool name (nil on error).
-func adminPids(c *Caddy, name string) []int {
-	ps, err := listPools(c)
-	if err != nil {
-		return nil
-	}
-	if p := poolByName(ps, name); p != nil {
-		return p.pids()
-	}
-	return nil
-}
-
 // waitPool polls GET /wsgi/pools until cond holds for pool name, failing after timeout.
 func waitPool(t *testing.T, c *Caddy, name string, timeout time.Duration, what string, cond func(p *wsgiPool) bool) *wsgiPool {
 	t.Helper()

@@ -198,10 +198,7 @@ func TestBadAppsKeepAlive(t *testing.T) {
 					return strings.Contains(l, id) && isLevel(l, "error", "warn") && strings.Contains(l, tc.log)
 				})
 				if len(lines) == 0 {
-					var mine []string
-					for _, l := range logLinesMatching(c, func(l string) bool { return strings.Contains(l, id) }) {
-						mine = append(mine, l)
-					}
+					mine := logLinesMatching(c, func(l string) bool { return strings.Contains(l, id) })
 					t.Errorf("no error/warn log line for %s containing %q; its lines: %q", uri, tc.log, mine)
 				}
 			}

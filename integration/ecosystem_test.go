@@ -450,7 +450,7 @@ https://localhost:{HTTPS_PORT} {
 	// The scheme comes from the connection, not from a header an untrusted client sends.
 	req, _ = http.NewRequest("GET", base+"/info/", nil)
 	req.Header.Set("X-Forwarded-Proto", "http")
-	resp, body = fwDo(t, client, req)
+	_, body = fwDo(t, client, req)
 	if !strings.Contains(string(body), `"is_secure": true`) {
 		t.Errorf("X-Forwarded-Proto from an untrusted client changed is_secure: %s", body)
 	}

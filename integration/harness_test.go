@@ -340,19 +340,6 @@ func startCaddyEnv(t *testing.T, caddyfile string, env ...string) *Caddy {
 	return c
 }
 
-// startCaddyBare runs `caddy run` without a config (admin endpoint from the
-// CADDY_ADMIN env var) and waits for the admin endpoint only.
-func startCaddyBare(t *testing.T) *Caddy {
-	t.Helper()
-	c := newCaddy(t)
-	c.Env = append(c.Env, "CADDY_ADMIN="+c.Admin)
-	c.start(t, []string{"run"})
-	if err := c.waitReady(30*time.Second, false); err != nil {
-		t.Fatalf("caddy did not become ready: %v\nlog:\n%s", err, tail(c.Logs(), 20000))
-	}
-	return c
-}
-
 func (c *Caddy) start(t *testing.T, args []string) {
 	t.Helper()
 	bin := caddyBinary(t)

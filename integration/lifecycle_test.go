@@ -184,9 +184,9 @@ func testTimeoutCase(t *testing.T, name, path, fn string, threads int) {
 	}
 
 	// exactly one log entry, with the request, the timing and the stacks
-	ents := waitLogEntries(c, "request timed out; killing the worker", 1, 5*time.Second, nil)
+	waitLogEntries(c, "request timed out; killing the worker", 1, 5*time.Second, nil)
 	time.Sleep(300 * time.Millisecond)
-	ents = logEntries(c, "request timed out; killing the worker")
+	ents := logEntries(c, "request timed out; killing the worker")
 	if len(ents) != 1 {
 		t.Errorf("%d \"request timed out; killing the worker\" log entries, want exactly 1", len(ents))
 	}

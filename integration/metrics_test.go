@@ -226,7 +226,7 @@ http://127.0.0.1:{PORT} {
 	// (TestTimeoutKillsStuckWorker checks requests right after a timeout; here, let the
 	// replacement settle so that the counts below are exact)
 	waitPidsGone([]int{loopPid}, 5*time.Second)
-	p = waitPool(t, c, "mx", 15*time.Second, "2 workers after the timeout", func(p *wsgiPool) bool {
+	waitPool(t, c, "mx", 15*time.Second, "2 workers after the timeout", func(p *wsgiPool) bool {
 		return len(p.Workers) == 2 && !contains(p.pids(), loopPid)
 	})
 	get(t, c.URL+"/pid")
