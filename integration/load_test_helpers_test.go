@@ -6,6 +6,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -30,9 +32,14 @@ type loadConfig struct {
 }
 
 type loadStats struct {
-	Total       int64
-	Failed      int64
-	Transport   int64 // failures that were transport errors
+	Total     int64
+	Failed    int64
+	Transport int64 // failures that were transport errors
+	// Retried counts requests sent again, once, after their idle keep-alive connection was
+	// closed under them: the race of a server's graceful shutdown (Caddy's old server during
+	// a reload) with a client reusing the connection, which browsers retry (RFC 9112 9.3.1).
+	// The request never reached a handler; a second failure counts as a failure.
+	Retried     int64
 	Statuses    map[int]int64
 	FailSamples []string // the first few failures, with the time since the start
 	Latencies   []time.Duration
@@ -149,12 +156,21 @@ func runLoadCtx(ctx context.Context, cfg loadConfig) *loadStats {
 				// Requests are not tied to ctx: stopping the load lets requests in flight finish,
 				// so a stop never shows up as a failure.
 				t0 := time.Now()
-				req, _ := http.NewRequest("GET", cfg.URL, nil)
 				var reused, wasIdle bool
-				req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-					GotConn: func(i httptrace.GotConnInfo) { reused, wasIdle = i.Reused, i.WasIdle },
-				}))
-				resp, err := client.Do(req)
+				send := func() (*http.Response, error) {
+					req, _ := http.NewRequest("GET", cfg.URL, nil)
+					req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+						GotConn: func(i httptrace.GotConnInfo) { reused, wasIdle = i.Reused, i.WasIdle },
+					}))
+					return client.Do(req)
+				}
+				resp, err := send()
+				if err != nil && reused && wasIdle && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)) {
+					mu.Lock()
+					st.Retried++
+					mu.Unlock()
+					resp, err = send()
+				}
 				var body []byte
 				if err == nil {
 					body, err = io.ReadAll(resp.Body)
