@@ -17,6 +17,7 @@ import array
 import ast
 import importlib
 import io
+from http import HTTPStatus
 import json
 import os
 import socket
@@ -1003,8 +1004,8 @@ def _parse_config(text):
         'hooks': config.get('hooks') or '',
         'worker_class': config.get('worker_class') or 'sync',
     }
-    if config['worker_class'] not in ('sync', 'gevent'):
-        raise ValueError('config worker_class must be sync or gevent')
+    if config['worker_class'] not in ('sync', 'gevent', 'asgi'):
+        raise ValueError('config worker_class must be sync, gevent or asgi')
     if config['dump_fd'] is not None and type(config['dump_fd']) is not int:
         raise ValueError('config dump_fd must be an int')
     if type(config['threads']) is not int or config['threads'] < 1:
@@ -1134,7 +1135,10 @@ def main(argv):
         app = load_app(spec)
     except BaseException:  # SystemExit from an app import is a boot failure too
         _boot_failed(boot_sock, traceback.format_exc())
-    _serve_worker(socks, app, config, hooks, info)
+    if config['worker_class'] == 'asgi':
+        _serve_asgi(socks, app, config, hooks, info)
+    else:
+        _serve_worker(socks, app, config, hooks, info)
 
 
 def _patch_gevent(boot_sock):
@@ -1166,6 +1170,209 @@ def _serve_worker(socks, app, config, hooks, info):
     chans[0].send(encode_ready(os.getpid(), python))
     _serve_forever(chans[0])
 
+
+
+# ---------------------------------------------------------------------------------------
+# ASGI (worker_class asgi): one asyncio loop, one task per channel, HTTP only
+# ---------------------------------------------------------------------------------------
+
+class AsgiChannel:
+    """Serves ASGI HTTP requests on one non-blocking channel, one exchange at a time, the
+    same frames as WSGI. The scope is built from the environ pairs Caddy sends."""
+
+    def __init__(self, sock, app, config, loop):
+        self.sock = sock
+        self.app = app
+        self.loop = loop
+        self.buf = bytearray()
+        self.pending = []  # frames read past the end of an exchange (pipelined REQUESTs)
+        self.server_software = config['server_software']
+
+    async def _read(self, n):
+        while len(self.buf) < n:
+            try:
+                data = await self.loop.sock_recv(self.sock, 262144)
+            except OSError:
+                _peer_gone()
+            if not data:
+                _peer_gone()
+            self.buf += data
+
+    async def recv_frame(self):
+        if self.pending:
+            return self.pending.pop(0)
+        await self._read(5)
+        length, ftype = _HEAD.unpack_from(self.buf, 0)
+        try:
+            check_header(length, ftype)
+        except ProtocolError as e:
+            _violation(e)
+        await self._read(5 + length)
+        payload = bytes(self.buf[5:5 + length])
+        del self.buf[:5 + length]
+        return ftype, payload
+
+    async def send(self, data):
+        try:
+            await self.loop.sock_sendall(self.sock, data)
+        except OSError:
+            _peer_gone()
+
+    async def serve(self):
+        while True:
+            ftype, payload = await self.recv_frame()
+            if ftype != REQUEST:
+                continue  # a CANCEL or DATA of an exchange that is over
+            try:
+                flags, parts, body = decode_request(payload)
+            except ProtocolError as e:
+                _violation(e)
+            it = iter(parts)
+            await AsgiExchange(self, dict(zip(it, it)), flags, body).run()
+
+
+def _asgi_scope(env):
+    path = env.get('PATH_INFO', '').encode('latin-1')
+    raw = env.get('RAW_URI', '').split('?', 1)[0].encode('latin-1')
+    headers = []
+    for key, value in env.items():
+        if key.startswith('HTTP_'):
+            name = key[5:].lower().replace('_', '-')
+        elif key in ('CONTENT_TYPE', 'CONTENT_LENGTH'):
+            name = key.lower().replace('_', '-')
+        else:
+            continue
+        headers.append((name.encode('latin-1'), value.encode('latin-1')))
+    port = env.get('REMOTE_PORT')
+    return {
+        'type': 'http',
+        'asgi': {'version': '3.0', 'spec_version': '2.3'},
+        'http_version': env.get('SERVER_PROTOCOL', 'HTTP/1.1').split('/', 1)[-1],
+        'method': env.get('REQUEST_METHOD', 'GET'),
+        'scheme': env.get('wsgi.url_scheme', 'http'),
+        'path': path.decode('utf-8', 'replace'),
+        'raw_path': raw or path,
+        'query_string': env.get('QUERY_STRING', '').encode('latin-1'),
+        'root_path': env.get('SCRIPT_NAME', ''),
+        'headers': headers,
+        'client': (env.get('REMOTE_ADDR', ''), int(port)) if port else None,
+        'server': (env.get('SERVER_NAME', ''), int(env.get('SERVER_PORT') or 0)),
+        'state': {},
+    }
+
+
+class AsgiExchange:
+    """One request: receive() and send() for the app, frames for Caddy."""
+
+    def __init__(self, chan, env, flags, body):
+        self.chan = chan
+        self.scope = _asgi_scope(env)
+        self.stream = bool(flags & FLAG_STREAM)
+        self.body = body
+        self.body_sent = False
+        self.body_done = False
+        self.disconnected = False
+        self.status = None
+        self.headers = None
+        self.started = False
+        self.finished = False
+        self.over = False
+        self.waiters = []  # receive() calls waiting for the end of the exchange
+
+    async def receive(self):
+        if self.disconnected:
+            return {'type': 'http.disconnect'}
+        if self.body_done:
+            # Nothing more will come. Apps (Starlette's streaming responses) wait here for a
+            # disconnect while they send: it comes when the exchange is over.
+            if not self.over:
+                waiter = self.chan.loop.create_future()  # one each: a cancelled waiter
+                self.waiters.append(waiter)              # must not cancel the others
+                await waiter
+            return {'type': 'http.disconnect'}
+        if not self.stream:
+            self.body_done = True
+            return {'type': 'http.request', 'body': self.body, 'more_body': False}
+        await self.chan.send(encode_read(READ_CHUNK))
+        while True:
+            ftype, payload = await self.chan.recv_frame()
+            if ftype == DATA:
+                break
+            if ftype == CANCEL:
+                self.disconnected = True
+            else:
+                _violation('frame type 0x%02x while reading the body' % ftype)
+        flags, data = decode_data(payload)
+        if flags & FLAG_ABORTED:
+            self.disconnected = True
+            return {'type': 'http.disconnect'}
+        self.body_done = bool(flags & FLAG_EOF)
+        return {'type': 'http.request', 'body': data, 'more_body': not self.body_done}
+
+    async def send(self, message):
+        kind = message['type']
+        if kind == 'http.response.start':
+            if self.started:
+                raise RuntimeError('http.response.start sent twice')
+            status = int(message['status'])
+            try:
+                reason = HTTPStatus(status).phrase
+            except ValueError:
+                reason = 'Unknown'
+            self.status = '%d %s' % (status, reason)
+            self.headers = [(bytes(n).decode('latin-1'), bytes(v).decode('latin-1'))
+                            for n, v in message.get('headers', [])]
+            return
+        if kind != 'http.response.body':
+            raise RuntimeError('unexpected ASGI message %r' % kind)
+        if self.status is None:
+            raise RuntimeError('http.response.body before http.response.start')
+        if self.finished:
+            raise RuntimeError('http.response.body after the response ended')
+        body = bytes(message.get('body', b''))
+        more = bool(message.get('more_body', False))
+        if not self.started:
+            block = _header_block(self.status, self.headers)
+            self.started = True
+            self.finished = not more
+            await self.chan.send(encode_headers(0 if more else FLAG_FINAL, block, body))
+            return
+        if body:
+            await self.chan.send(encode_body(body))
+        if not more:
+            self.finished = True
+            await self.chan.send(_END_FRAME)
+
+    async def run(self):
+        try:
+            await self.chan.app(self.scope, self.receive, self.send)
+        except Exception:
+            await self.chan.send(encode_error(traceback.format_exc()))
+            return
+        finally:
+            self.over = True
+            for waiter in self.waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        if not self.started:
+            await self.chan.send(encode_error('the ASGI app returned without sending a response'))
+        elif not self.finished:
+            await self.chan.send(_END_FRAME)
+
+
+def _serve_asgi(socks, app, config, hooks, info):
+    """worker_class asgi: every channel is served by a task of one asyncio event loop."""
+    import asyncio  # here: WSGI workers do not pay for it
+    _run_hook(hooks, 'post_worker_init', info)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    python = '%d.%d.%d' % sys.version_info[:3]
+    socks[0].setblocking(True)
+    socks[0].sendall(encode_ready(os.getpid(), python))
+    for sock in socks:
+        sock.setblocking(False)
+        loop.create_task(AsgiChannel(sock, app, config, loop).serve())
+    loop.run_forever()
 
 # ---------------------------------------------------------------------------------------
 # Zygote (preload): import once, fork workers on Caddy's request

@@ -60,9 +60,10 @@ type Config struct {
 	// LC_CTYPE, TZ, TMPDIR); a list of names, the basics and those. Env is added after.
 	EnvInherit []string
 
-	// WorkerClass is "sync" (default: threads serve one request each) or "gevent": the
+	// WorkerClass is "sync" (default: threads serve one request each), "gevent" (the
 	// runtime monkey-patches the stdlib and serves WorkerConnections channels per process
-	// with greenlets, for apps that wait on I/O.
+	// with greenlets, for apps that wait on I/O) or "asgi" (an ASGI 3 app on one asyncio
+	// loop, WorkerConnections concurrent requests per process).
 	WorkerClass       string
 	WorkerConnections int // gevent: concurrent requests per worker; default 100
 
@@ -78,7 +79,7 @@ func (c Config) Defaults() Config {
 	if c.Workers <= 0 {
 		c.Workers = runtime.NumCPU()
 	}
-	if c.WorkerClass == "gevent" {
+	if c.WorkerClass == "gevent" || c.WorkerClass == "asgi" {
 		// Each greenlet serves one channel, as each thread does in sync mode.
 		if c.WorkerConnections <= 0 {
 			c.WorkerConnections = 100
@@ -162,15 +163,15 @@ func (c Config) Validate() error {
 		if c.Threads > 256 {
 			return fmt.Errorf("threads %d is more than 256", c.Threads)
 		}
-	case "gevent":
-		if c.Preload {
+	case "gevent", "asgi":
+		if c.Preload && c.WorkerClass == "gevent" {
 			return errors.New("worker_class gevent cannot be combined with preload: gevent must patch before the app is imported, in each worker")
 		}
 		if c.Threads > 1000 {
 			return fmt.Errorf("worker_connections %d is more than 1000", c.Threads)
 		}
 	default:
-		return fmt.Errorf("worker_class %q: want sync or gevent", c.WorkerClass)
+		return fmt.Errorf("worker_class %q: want sync or gevent (asgi: use the asgi directive)", c.WorkerClass)
 	}
 	if _, err := c.Interpreter(); err != nil {
 		return err
