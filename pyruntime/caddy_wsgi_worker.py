@@ -1364,7 +1364,11 @@ def _serve_asgi(socks, app, config, hooks, info):
     """worker_class asgi: every channel is served by a task of one asyncio event loop."""
     import asyncio  # here: WSGI workers do not pay for it
     _run_hook(hooks, 'post_worker_init', info)
-    loop = asyncio.new_event_loop()
+    try:
+        import uvloop  # faster socket calls when the app's environment has it
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     python = '%d.%d.%d' % sys.version_info[:3]
     socks[0].setblocking(True)
