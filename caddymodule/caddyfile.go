@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -166,7 +167,7 @@ func (m *WSGI) unmarshalOption(d *caddyfile.Dispenser) error {
 		if len(args) == 0 {
 			return d.Err("env_inherit takes off, or the names of the variables to pass")
 		}
-		if len(args) > 1 && contains(args, "off") {
+		if len(args) > 1 && slices.Contains(args, "off") {
 			return d.Err("env_inherit off takes no names")
 		}
 		m.EnvInherit = args
@@ -230,15 +231,6 @@ func (m *WSGI) unmarshalOption(d *caddyfile.Dispenser) error {
 	default:
 		return d.Errf("unrecognized wsgi option %q", opt)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func flag(d *caddyfile.Dispenser, dst *bool) error {

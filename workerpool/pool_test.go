@@ -400,13 +400,7 @@ func TestNoPipeliningBehindSlowExchanges(t *testing.T) {
 }
 
 func TestCancelIsNotSentOnceALaterRequestIsOnTheWire(t *testing.T) {
-	c, theirs, err := protocol.Socketpair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	defer theirs.Close()
-	s := newSlot(c, nil)
+	s, theirs := testSlot(t)
 	s.Send(1, []byte("x"))
 	s.Cancel(1) // sent: nothing later on the wire
 	s.Send(2, []byte("y"))
@@ -462,13 +456,7 @@ func TestUserNeedsRootAndResolves(t *testing.T) {
 }
 
 func TestSendKeepsLeaseOrder(t *testing.T) {
-	c, theirs, err := protocol.Socketpair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	defer theirs.Close()
-	s := newSlot(c, nil)
+	s, theirs := testSlot(t)
 	done := make(chan struct{})
 	go func() { s.Send(2, []byte("second")); close(done) }() // a queued lease that got there first
 	time.Sleep(50 * time.Millisecond)
@@ -480,4 +468,15 @@ func TestSendKeepsLeaseOrder(t *testing.T) {
 	if string(buf[:n]) != "firstsecond" {
 		t.Fatalf("wire order %q: a queued REQUEST overtook the running one", buf[:n])
 	}
+}
+
+// testSlot is a slot over a real socketpair with no worker; theirs is the worker's end.
+func testSlot(t *testing.T) (*Slot, *os.File) {
+	t.Helper()
+	c, theirs, err := protocol.Socketpair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); theirs.Close() })
+	return newSlot(c, nil), theirs
 }
