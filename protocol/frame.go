@@ -16,6 +16,9 @@ const (
 	TypeRequest Type = 0x01
 	TypeData    Type = 0x02
 	TypeCancel  Type = 0x03
+	// ASGI WebSockets
+	TypeWSReceive    Type = 0x04 // a client message: u8 flags, data
+	TypeWSDisconnect Type = 0x05 // the client closed: u16 code, UTF-8 reason
 )
 
 // Frame types, worker → Caddy.
@@ -27,6 +30,10 @@ const (
 	TypeRead      Type = 0x14
 	TypeError     Type = 0x15
 	TypeLog       Type = 0x16
+	TypeWSAccept  Type = 0x17 // ASGI: accept the WebSocket (subprotocol, header pairs)
+	TypeWSSend    Type = 0x18 // ASGI: a message for the client: u8 flags, data
+	TypeWSClose   Type = 0x19 // ASGI: close the WebSocket: u16 code, UTF-8 reason
+	TypeTrailers  Type = 0x1A // ASGI: response trailers (header pairs)
 	TypeReady     Type = 0x20
 	TypeBootError Type = 0x21
 )
@@ -41,6 +48,8 @@ const (
 // Flag bits.
 const (
 	RequestStream byte = 1 << 0 // REQUEST: body is pulled with READ
+	RequestWS     byte = 1 << 1 // REQUEST: a WebSocket handshake (ASGI workers)
+	WSBinary      byte = 1 << 0 // WS_RECEIVE, WS_SEND: binary, not text
 	DataEOF       byte = 1 << 0 // DATA: no more body after this
 	DataAborted   byte = 1 << 1 // DATA: the client's upload failed
 	HeadersFinal  byte = 1 << 0 // HEADERS: the body follows in full, no END
@@ -63,7 +72,7 @@ func violation(format string, args ...any) error {
 func knownFromWorker(t Type) bool {
 	switch t {
 	case TypeHeaders, TypeBody, TypeFile, TypeEnd, TypeRead, TypeError, TypeLog, TypeReady, TypeBootError,
-		TypeForked, TypeExited:
+		TypeForked, TypeExited, TypeWSAccept, TypeWSSend, TypeWSClose, TypeTrailers:
 		return true
 	}
 	return false

@@ -96,14 +96,24 @@ func DecodeHeaders(p []byte) (Headers, error) {
 	if uint64(n) > uint64(len(p)-5) {
 		return Headers{}, violation("header block length %d exceeds payload", n)
 	}
-	block := p[5 : 5+n]
 	h := Headers{Final: p[0]&HeadersFinal != 0, Body: p[5+n:]}
+	var err error
+	h.Status, h.Fields, err = DecodeBlock(p[5 : 5+n])
+	if err != nil {
+		return Headers{}, err
+	}
+	return h, nil
+}
+
+// DecodeBlock splits a header block, `FIRST\0NAME\0VALUE…`: HEADERS (FIRST is the
+// status), WS_ACCEPT (the subprotocol) and TRAILERS (FIRST is empty). Fields alternates
+// name and value; the strings are copies.
+func DecodeBlock(block []byte) (first string, fields []string, err error) {
 	i := bytes.IndexByte(block, 0)
 	if i < 0 {
-		h.Status = string(block)
-		return h, nil
+		return string(block), nil, nil
 	}
-	h.Status = string(block[:i])
+	first = string(block[:i])
 	rest := string(block[i+1:])
 	count := 1
 	for j := 0; j < len(rest); j++ {
@@ -112,19 +122,19 @@ func DecodeHeaders(p []byte) (Headers, error) {
 		}
 	}
 	if count%2 != 0 {
-		return Headers{}, violation("header block has a name without a value")
+		return "", nil, violation("header block has a name without a value")
 	}
-	h.Fields = make([]string, 0, count)
+	fields = make([]string, 0, count)
 	for {
 		j := indexNUL(rest)
 		if j < 0 {
-			h.Fields = append(h.Fields, rest)
+			fields = append(fields, rest)
 			break
 		}
-		h.Fields = append(h.Fields, rest[:j])
+		fields = append(fields, rest[:j])
 		rest = rest[j+1:]
 	}
-	return h, nil
+	return first, fields, nil
 }
 
 func indexNUL(s string) int {
