@@ -1,6 +1,10 @@
 package caddymodule
 
 import (
+	"errors"
+	"fmt"
+	"strconv"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -13,12 +17,28 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("asgi", httpcaddyfile.Before, "file_server")
 }
 
-// ASGI serves an ASGI 3 application (FastAPI, Starlette, Django's ASGI handler) over HTTP
-// from the same managed pool as `wsgi`, with every option of it: each worker runs one
-// asyncio event loop with worker_connections (default 100) requests at once. WebSockets
-// and lifespan events are not supported yet.
+// ASGI serves an ASGI 3 application (FastAPI, Starlette, Django's ASGI handler) from the
+// same managed pool as `wsgi`, with every option of it. Each worker runs one asyncio event
+// loop (uvloop when the app's environment has it) with up to max_concurrency requests and
+// WebSockets at once. Caddy accepts WebSockets over HTTP/1.1 and, when Caddy runs with
+// GODEBUG=http2xconnect=1 (as for reverse_proxy), over HTTP/2 (RFC 8441), and relays
+// whole messages; close codes pass through both ways. A request past `timeout` gets 504
+// and the app http.disconnect; the worker is killed only if its event loop stays blocked
+// 5 s more. An open WebSocket has no timeout.
 type ASGI struct {
 	WSGI
+
+	// Concurrent requests and WebSockets per worker. Default 1000. (worker_connections is
+	// accepted as another name for it.)
+	MaxConcurrency int `json:"max_concurrency,omitempty"`
+
+	// The ASGI lifespan protocol, per worker: "auto" (default: startup runs before the
+	// worker takes requests; an app that raises on it is taken as not supporting
+	// lifespan), "on" (that is a boot failure too) or "off". A worker whose startup fails
+	// (lifespan.startup.failed) never takes a request: the reason is logged and the
+	// worker retried with backoff. Shutdown runs when the worker stops, within
+	// graceful_timeout.
+	Lifespan string `json:"lifespan,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -31,19 +51,54 @@ func (ASGI) CaddyModule() caddy.ModuleInfo {
 
 // Provision runs the app with the ASGI worker class.
 func (m *ASGI) Provision(ctx caddy.Context) error {
+	if m.WorkerClass != "" && m.WorkerClass != "asgi" {
+		return fmt.Errorf("asgi: worker_class %q: the asgi handler sets its own", m.WorkerClass)
+	}
+	if m.MaxConcurrency > 0 && m.WorkerConnections > 0 && m.MaxConcurrency != m.WorkerConnections {
+		return errors.New("asgi: max_concurrency and worker_connections are the same setting; set one")
+	}
+	switch m.Lifespan {
+	case "", "auto", "on", "off":
+	default:
+		return fmt.Errorf("asgi: lifespan %q: want auto, on or off", m.Lifespan)
+	}
 	m.WorkerClass = "asgi"
+	if m.MaxConcurrency > 0 {
+		m.WorkerConnections = m.MaxConcurrency
+	}
+	m.lifespan = m.Lifespan
 	return m.WSGI.Provision(ctx)
 }
 
-// UnmarshalCaddyfile reads `asgi <app> { ... }` with the options of `wsgi`.
+// UnmarshalCaddyfile reads `asgi <app> { ... }`: the options of `wsgi`, plus
+// max_concurrency <n> and lifespan auto|on|off.
 func (m *ASGI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	if err := m.WSGI.UnmarshalCaddyfile(d); err != nil {
-		return err
-	}
-	if m.WorkerClass != "" {
-		return d.Err("asgi: worker_class is set by the directive itself")
-	}
-	return nil
+	return m.unmarshalDirective(d, "asgi", func(d *caddyfile.Dispenser) (bool, error) {
+		switch d.Val() {
+		case "max_concurrency":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return true, err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 10000 {
+				return true, d.Errf("max_concurrency: %q is not an integer from 1 to 10000", v)
+			}
+			m.MaxConcurrency = n
+			return true, nil
+		case "lifespan":
+			if err := oneArg(d, &m.Lifespan); err != nil {
+				return true, err
+			}
+			if m.Lifespan != "auto" && m.Lifespan != "on" && m.Lifespan != "off" {
+				return true, d.Errf("lifespan: %q is not auto, on or off", m.Lifespan)
+			}
+			return true, nil
+		case "worker_class", "threads":
+			return true, d.Errf("asgi: %s is set by the directive itself (use max_concurrency)", d.Val())
+		}
+		return false, nil
+	})
 }
 
 func parseASGICaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

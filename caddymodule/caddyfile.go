@@ -61,6 +61,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    worker_connections <n>
 //	}
 func (m *WSGI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return m.unmarshalDirective(d, "wsgi", nil)
+}
+
+// unmarshalDirective parses `<directive> <app> { options }`; extra, if set, is offered
+// each option first and reports whether it was its own.
+func (m *WSGI) unmarshalDirective(d *caddyfile.Dispenser, directive string, extra func(*caddyfile.Dispenser) (bool, error)) error {
 	d.Next() // directive name
 	if d.NextArg() {
 		m.App = d.Val()
@@ -72,12 +78,21 @@ func (m *WSGI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	for d.NextBlock(0) {
+		if extra != nil {
+			done, err := extra(d)
+			if err != nil {
+				return err
+			}
+			if done {
+				continue
+			}
+		}
 		if err := m.unmarshalOption(d); err != nil {
 			return err
 		}
 	}
 	if m.App == "" {
-		return d.Err("wsgi needs an app: wsgi module:callable")
+		return d.Errf("%s needs an app: %s module:callable", directive, directive)
 	}
 	return nil
 }

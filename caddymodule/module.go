@@ -73,6 +73,8 @@ type WSGI struct {
 	// With worker_class gevent: concurrent requests per worker. Default 100.
 	WorkerConnections int `json:"worker_connections,omitempty"`
 
+	lifespan string // set by the asgi module
+
 	// How long a request may wait for a free worker thread before it gets 503 with
 	// Retry-After. Default 30s.
 	QueueTimeout caddy.Duration `json:"queue_timeout,omitempty"`
@@ -202,6 +204,7 @@ func (m *WSGI) poolConfig(logger *zap.Logger) workerpool.Config {
 		EnvInherit:        m.EnvInherit,
 		WorkerClass:       m.WorkerClass,
 		WorkerConnections: m.WorkerConnections,
+		Lifespan:          m.lifespan,
 		ServerSoftware:    "caddy-wsgi/" + Version,
 		Logger:            logger,
 	}
@@ -274,6 +277,7 @@ func (m *WSGI) Provision(ctx caddy.Context) error {
 		ScriptName: m.ScriptName,
 		Logger:     m.logger,
 		Observer:   holder.metrics,
+		ASGI:       m.WorkerClass == "asgi",
 	})
 	return nil
 }

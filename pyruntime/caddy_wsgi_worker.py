@@ -15,6 +15,7 @@ loop, and boot (app loading, threads, READY).
 
 import array
 import ast
+import collections
 import importlib
 import io
 from http import HTTPStatus
@@ -38,6 +39,8 @@ MAX_PAYLOAD = 16 * 1024 * 1024
 REQUEST = 0x01
 DATA = 0x02
 CANCEL = 0x03
+WS_RECEIVE = 0x04  # ASGI WebSocket: a client message (u8 flags, data)
+WS_DISCONNECT = 0x05  # ASGI WebSocket: the client closed (u16 code, UTF-8 reason)
 # Worker -> Caddy
 HEADERS = 0x10
 BODY = 0x11
@@ -46,6 +49,10 @@ END = 0x13
 READ = 0x14
 ERROR = 0x15
 LOG = 0x16
+WS_ACCEPT = 0x17  # ASGI WebSocket: accept (block: subprotocol, then header pairs)
+WS_SEND = 0x18  # ASGI WebSocket: a message for the client (u8 flags, data)
+WS_CLOSE = 0x19  # ASGI WebSocket: close (u16 code, UTF-8 reason)
+TRAILERS = 0x1A  # ASGI http.response.trailers (block of header pairs)
 # Boot, worker -> Caddy, channel 0
 READY = 0x20
 BOOT_ERROR = 0x21
@@ -55,14 +62,17 @@ FORKED = 0x31  # zygote -> Caddy: u32 pid
 EXITED = 0x32  # zygote -> Caddy: u32 pid, i32 wait status
 
 FRAME_TYPES = frozenset(
-    (REQUEST, DATA, CANCEL, HEADERS, BODY, FILE, END, READ, ERROR, LOG, READY, BOOT_ERROR))
+    (REQUEST, DATA, CANCEL, WS_RECEIVE, WS_DISCONNECT, HEADERS, BODY, FILE, END, READ, ERROR,
+     LOG, WS_ACCEPT, WS_SEND, WS_CLOSE, TRAILERS, READY, BOOT_ERROR))
 # Frames a worker may receive; anything else from Caddy is a protocol violation.
-INBOUND_TYPES = frozenset((REQUEST, DATA, CANCEL))
+INBOUND_TYPES = frozenset((REQUEST, DATA, CANCEL, WS_RECEIVE, WS_DISCONNECT))
 # Payload sizes fixed by the protocol, checked on the header so that a bogus length is
 # refused before its payload is read.
 _FIXED_LENGTH = {CANCEL: 0, END: 0, READ: 4, FILE: 16}
 
 FLAG_STREAM = 0x01  # REQUEST: the body is pulled with READ
+FLAG_WEBSOCKET = 0x02  # REQUEST: a WebSocket handshake (ASGI workers only)
+FLAG_BINARY = 0x01  # WS_RECEIVE/WS_SEND: bytes, not text
 FLAG_EOF = 0x01  # DATA: no body after these bytes
 FLAG_ABORTED = 0x02  # DATA: the upload failed or the client left
 FLAG_FINAL = 0x01  # HEADERS: the bytes after the block are the whole body
@@ -179,7 +189,7 @@ def decode_request(p):
     if len(p) < 5:
         raise ProtocolError('REQUEST payload shorter than 5 bytes')
     flags, env_len = _FLAGS_U32.unpack_from(p)
-    if flags & ~FLAG_STREAM:
+    if flags & ~(FLAG_STREAM | FLAG_WEBSOCKET):
         raise ProtocolError('REQUEST has unknown flags 0x%02x' % flags)
     end = 5 + env_len
     if end > len(p):
@@ -205,6 +215,39 @@ def decode_data(p):
     if not flags and len(p) == 1:
         raise ProtocolError('DATA without EOF carries no bytes')
     return flags, bytes(p[1:])
+
+
+def _decode_ws_message(p):
+    """WS_RECEIVE/WS_SEND payload -> (binary, bytes)."""
+    if not len(p):
+        raise ProtocolError('empty WebSocket message payload')
+    if p[0] & ~FLAG_BINARY:
+        raise ProtocolError('WebSocket message has unknown flags 0x%02x' % p[0])
+    return bool(p[0] & FLAG_BINARY), bytes(p[1:])
+
+
+def decode_ws_close(p):
+    """WS_DISCONNECT/WS_CLOSE payload -> (code, reason)."""
+    if len(p) < 2:
+        raise ProtocolError('WebSocket close payload shorter than 2 bytes')
+    return (p[0] << 8 | p[1],) + _decode_text(p[2:])
+
+
+def _decode_block(p):
+    """WS_ACCEPT/TRAILERS payload -> (first, [(name, value), ...])."""
+    parts = str(p, 'latin-1').split('\0')
+    if not len(parts) & 1:
+        raise ProtocolError('header block has a name without a value')
+    it = iter(parts[1:])
+    return parts[0], list(zip(it, it))
+
+
+def encode_ws_message(binary, data):
+    return _HEAD_FLAGS.pack(1 + len(data), WS_SEND, FLAG_BINARY if binary else 0) + data
+
+
+def encode_ws_close(ftype, code, reason):
+    return encode_frame(ftype, bytes((code >> 8 & 0xFF, code & 0xFF)) + _utf8(reason, 123))
 
 
 def _decode_empty(p):
@@ -279,6 +322,9 @@ _DECODERS = {
     HEADERS: _decode_headers, BODY: _decode_body, FILE: _decode_file, END: _decode_empty,
     READ: _decode_read, ERROR: _decode_text, LOG: _decode_log,
     READY: _decode_ready, BOOT_ERROR: _decode_text,
+    WS_RECEIVE: _decode_ws_message, WS_DISCONNECT: decode_ws_close,
+    WS_ACCEPT: _decode_block, WS_SEND: _decode_ws_message, WS_CLOSE: decode_ws_close,
+    TRAILERS: _decode_block,
 }
 
 
@@ -1003,7 +1049,10 @@ def _parse_config(text):
         'dump_fd': config.get('dump_fd'),
         'hooks': config.get('hooks') or '',
         'worker_class': config.get('worker_class') or 'sync',
+        'lifespan': config.get('lifespan') or 'auto',
     }
+    if config['lifespan'] not in ('auto', 'on', 'off'):
+        raise ValueError('config lifespan must be auto, on or off')
     if config['worker_class'] not in ('sync', 'gevent', 'asgi'):
         raise ValueError('config worker_class must be sync, gevent or asgi')
     if config['dump_fd'] is not None and type(config['dump_fd']) is not int:
@@ -1173,146 +1222,286 @@ def _serve_worker(socks, app, config, hooks, info):
 
 
 # ---------------------------------------------------------------------------------------
-# ASGI (worker_class asgi): one asyncio loop, one task per channel, HTTP only
+# ASGI (worker_class asgi): one asyncio loop; every channel is an asyncio protocol whose
+# frames go to the exchange they belong to
 # ---------------------------------------------------------------------------------------
 
-class AsgiChannel:
-    """Serves ASGI HTTP requests on one non-blocking channel, one exchange at a time, the
-    same frames as WSGI. The scope is built from the environ pairs Caddy sends."""
+_ASGI_VERSION = {'version': '3.0', 'spec_version': '2.4'}
+_HTTP_DISCONNECT = {'type': 'http.disconnect'}
+_ASGI_HTTP_VERSIONS = {'HTTP/1.0': '1.0', 'HTTP/1.1': '1.1', 'HTTP/2.0': '2', 'HTTP/3.0': '3'}
+_WS_GONE = 1006  # the close code when the client vanished without a close frame
 
-    def __init__(self, sock, app, config, loop):
-        self.sock = sock
+
+class AsgiWorker:
+    """What every channel of an ASGI worker shares: the app, the loop, the lifespan."""
+
+    def __init__(self, app, config, loop):
         self.app = app
         self.loop = loop
-        self.buf = bytearray()
-        self.pending = []  # frames read past the end of an exchange (pipelined REQUESTs)
-        self.server_software = config['server_software']
+        self.config = config
+        self.lifespan = None  # Lifespan, when the app supports it
+        self.state = {}  # lifespan state, copied into every scope
+        self.stopping = False
 
-    async def _read(self, n):
-        while len(self.buf) < n:
+    def stop(self):
+        """Caddy closed a channel or sent SIGTERM: run lifespan shutdown, then exit."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.loop.create_task(self._shutdown())
+
+    async def _shutdown(self):
+        if self.lifespan is not None:
             try:
-                data = await self.loop.sock_recv(self.sock, 262144)
-            except OSError:
-                _peer_gone()
-            if not data:
-                _peer_gone()
-            self.buf += data
+                await self.lifespan.shutdown()
+            except Exception:
+                sys.stderr.write('lifespan shutdown failed:\n' + traceback.format_exc())
+        _peer_gone()
 
-    async def recv_frame(self):
-        if self.pending:
-            return self.pending.pop(0)
-        await self._read(5)
-        length, ftype = _HEAD.unpack_from(self.buf, 0)
-        try:
-            check_header(length, ftype)
-        except ProtocolError as e:
-            _violation(e)
-        await self._read(5 + length)
-        payload = bytes(self.buf[5:5 + length])
-        del self.buf[:5 + length]
-        return ftype, payload
 
-    async def send(self, data):
-        try:
-            await self.loop.sock_sendall(self.sock, data)
-        except OSError:
-            _peer_gone()
+class AsgiChannel:
+    """One channel as an asyncio protocol. Caddy sends a REQUEST, then DATA, CANCEL and
+    WebSocket frames of that exchange; a REQUEST may be queued behind a running one
+    (pipelining), and a CANCEL refers to the latest REQUEST before it (PROTOCOL.md)."""
 
-    async def serve(self):
-        while True:
-            ftype, payload = await self.recv_frame()
-            if ftype != REQUEST:
-                continue  # a CANCEL or DATA of an exchange that is over
+    def __init__(self, worker):
+        self.worker = worker
+        self.loop = worker.loop
+        self.buf = bytearray()
+        self.transport = None
+        self.queue = collections.deque()  # exchanges in order; the first one runs
+        self.latest = None
+        self.paused = None  # a future while the transport's buffer is full
+
+    # asyncio protocol callbacks
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        buf = self.buf
+        buf += data
+        while len(buf) >= 5:
+            length, ftype = _HEAD.unpack_from(buf, 0)
+            try:
+                check_header(length, ftype)
+                if ftype not in INBOUND_TYPES:
+                    raise ProtocolError('frame type 0x%02x is not for a worker' % ftype)
+            except ProtocolError as e:
+                _violation(e)
+            end = 5 + length
+            if len(buf) < end:
+                return
+            payload = bytes(buf[5:end])
+            del buf[:end]
+            self.frame(ftype, payload)
+
+    def eof_received(self):
+        self.worker.stop()
+        return True
+
+    def connection_lost(self, exc):
+        self.worker.stop()
+
+    def pause_writing(self):
+        self.paused = self.loop.create_future()
+
+    def resume_writing(self):
+        paused, self.paused = self.paused, None
+        if paused is not None and not paused.done():
+            paused.set_result(None)
+
+    # used by exchanges
+    def write(self, data):
+        self.transport.write(data)
+
+    async def drain(self):
+        if self.paused is not None:
+            await asyncio.shield(self.paused)
+
+    def frame(self, ftype, payload):
+        if ftype == REQUEST:
             try:
                 flags, parts, body = decode_request(payload)
             except ProtocolError as e:
                 _violation(e)
-            it = iter(parts)
-            await AsgiExchange(self, dict(zip(it, it)), flags, body).run()
+            kind = AsgiWebSocket if flags & FLAG_WEBSOCKET else AsgiHTTP
+            ex = self.latest = kind(self, parts, flags, body)
+            ex.done.add_done_callback(self._next)
+            self.queue.append(ex)
+            if len(self.queue) == 1:
+                self.loop.create_task(ex.run())
+            return
+        ex = self.latest if ftype == CANCEL else (self.queue[0] if self.queue else None)
+        if ex is not None and not ex.over:
+            try:
+                ex.on_frame(ftype, payload)
+            except ProtocolError as e:
+                _violation(e)
+        # else: a frame for an exchange that is over; PROTOCOL.md says to ignore it
+
+    def _next(self, _):
+        """The running exchange is over: start the one pipelined behind it."""
+        self.queue.popleft()
+        if self.queue:
+            self.loop.create_task(self.queue[0].run())
 
 
-def _asgi_scope(env):
-    path = env.get('PATH_INFO', '').encode('latin-1')
-    raw = env.get('RAW_URI', '').split('?', 1)[0].encode('latin-1')
+def _asgi_scope(parts, state, websocket):
+    """The scope from the REQUEST pairs: CGI keys, and `~name` pairs for the headers in the
+    order received (ASGI keeps duplicates apart, unlike the environ)."""
+    env = {}
     headers = []
-    for key, value in env.items():
-        if key.startswith('HTTP_'):
-            name = key[5:].lower().replace('_', '-')
-        elif key in ('CONTENT_TYPE', 'CONTENT_LENGTH'):
-            name = key.lower().replace('_', '-')
+    for i in range(0, len(parts), 2):
+        key = parts[i]
+        if key[:1] == '~':
+            headers.append((key[1:].encode('latin-1'), parts[i + 1].encode('latin-1')))
         else:
-            continue
-        headers.append((name.encode('latin-1'), value.encode('latin-1')))
+            env[key] = parts[i + 1]
+    path = env.get('PATH_INFO', '')
+    root = env.get('SCRIPT_NAME', '')
+    raw = env.get('RAW_URI', '').split('?', 1)[0]
+    scheme = env.get('wsgi.url_scheme', 'http')
     port = env.get('REMOTE_PORT')
-    return {
+    scope = {
         'type': 'http',
-        'asgi': {'version': '3.0', 'spec_version': '2.3'},
-        'http_version': env.get('SERVER_PROTOCOL', 'HTTP/1.1').split('/', 1)[-1],
+        'asgi': _ASGI_VERSION,
+        'http_version': _ASGI_HTTP_VERSIONS.get(env.get('SERVER_PROTOCOL'), '1.1'),
         'method': env.get('REQUEST_METHOD', 'GET'),
-        'scheme': env.get('wsgi.url_scheme', 'http'),
-        'path': path.decode('utf-8', 'replace'),
-        'raw_path': raw or path,
+        'scheme': scheme,
+        # ASGI paths are full paths (root_path included) decoded as UTF-8.
+        'path': (root + path).encode('latin-1').decode('utf-8', 'replace'),
+        'raw_path': (raw or root + path).encode('latin-1'),
         'query_string': env.get('QUERY_STRING', '').encode('latin-1'),
-        'root_path': env.get('SCRIPT_NAME', ''),
+        'root_path': root.encode('latin-1').decode('utf-8', 'replace'),
         'headers': headers,
         'client': (env.get('REMOTE_ADDR', ''), int(port)) if port else None,
         'server': (env.get('SERVER_NAME', ''), int(env.get('SERVER_PORT') or 0)),
-        'state': {},
+        'state': state.copy(),
     }
+    if websocket:
+        scope['type'] = 'websocket'
+        scope['scheme'] = 'wss' if scheme == 'https' else 'ws'
+        del scope['method']
+        protocols = []
+        for name, value in headers:
+            if name == b'sec-websocket-protocol':
+                protocols += [p.strip() for p in value.decode('latin-1').split(',') if p.strip()]
+        scope['subprotocols'] = protocols
+        scope['extensions'] = {'websocket.http.response': {}}
+    else:
+        scope['extensions'] = {'http.response.trailers': {}}
+    return scope
 
 
 class AsgiExchange:
-    """One request: receive() and send() for the app, frames for Caddy."""
+    """What HTTP requests and WebSockets share: the end of the exchange. The channel is
+    free for the next REQUEST as soon as the last frame of the exchange is written, even
+    if the app goes on (background tasks, an app that ignores a disconnect)."""
 
-    def __init__(self, chan, env, flags, body):
+    def __init__(self, chan):
         self.chan = chan
-        self.scope = _asgi_scope(env)
+        self.done = chan.loop.create_future()
+
+    @property
+    def over(self):
+        return self.done.done()
+
+    def _end(self, frame=None):
+        """Write the exchange's last frame (once) and free the channel."""
+        if self.done.done():
+            return
+        if frame is not None:
+            self.chan.write(frame)
+        self.done.set_result(None)
+
+    def _raised(self):
+        """The app raised: ERROR ends the exchange, or, when it is over, the log has it."""
+        text = traceback.format_exc()
+        if self.over:
+            sys.stderr.write('ASGI app raised after its response was complete:\n' + text)
+        else:
+            self._end(encode_error(text))
+
+
+class AsgiHTTP(AsgiExchange):
+    """One HTTP request: receive() and send() for the app, frames for Caddy."""
+
+    def __init__(self, chan, parts, flags, body):
+        AsgiExchange.__init__(self, chan)
+        self.scope = _asgi_scope(parts, chan.worker.state, False)
         self.stream = bool(flags & FLAG_STREAM)
         self.body = body
-        self.body_sent = False
         self.body_done = False
         self.disconnected = False
+        self.data = None  # the future a receive() waits on for DATA
+        self.early = None  # a DATA that arrived after its receive() was cancelled
+        self.waiters = []  # receive() calls waiting for a disconnect
         self.status = None
         self.headers = None
+        self.trailers = False
         self.started = False
         self.finished = False
-        self.over = False
-        self.waiters = []  # receive() calls waiting for the end of the exchange
+
+    def on_frame(self, ftype, payload):
+        if ftype == CANCEL:
+            self._gone()
+        elif ftype == DATA:
+            if self.data is not None and not self.data.done():
+                self.data.set_result(payload)
+            else:
+                self.early = payload
+        else:
+            raise ProtocolError('frame type 0x%02x during an HTTP exchange' % ftype)
+
+    def _gone(self):
+        """CANCEL: the client left (or the request timed out). The exchange ends now;
+        the app learns it from receive() and its later sends are dropped."""
+        self.disconnected = True
+        self._end(_END_FRAME if self.started else encode_error('the client went away'))
+        self._wake()
+
+    def _wake(self):
+        if self.data is not None and not self.data.done():
+            self.data.set_result(None)
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def receive(self):
         if self.disconnected:
-            return {'type': 'http.disconnect'}
+            return _HTTP_DISCONNECT
         if self.body_done:
-            # Nothing more will come. Apps (Starlette's streaming responses) wait here for a
-            # disconnect while they send: it comes when the exchange is over.
+            # Nothing more will come but a disconnect: apps (Starlette's streaming
+            # responses) wait here while they send. Once the response is complete, the
+            # exchange is over for Caddy and this returns at once (background tasks).
             if not self.over:
                 waiter = self.chan.loop.create_future()  # one each: a cancelled waiter
                 self.waiters.append(waiter)              # must not cancel the others
                 await waiter
-            return {'type': 'http.disconnect'}
+            return _HTTP_DISCONNECT
         if not self.stream:
             self.body_done = True
             return {'type': 'http.request', 'body': self.body, 'more_body': False}
-        await self.chan.send(encode_read(READ_CHUNK))
-        while True:
-            ftype, payload = await self.chan.recv_frame()
-            if ftype == DATA:
-                break
-            if ftype == CANCEL:
-                self.disconnected = True
-            else:
-                _violation('frame type 0x%02x while reading the body' % ftype)
+        payload, self.early = self.early, None
+        if payload is None:
+            if self.over:
+                return _HTTP_DISCONNECT
+            self.chan.write(encode_read(READ_CHUNK))
+            self.data = self.chan.loop.create_future()
+            payload = await self.data
+            if payload is None:
+                return _HTTP_DISCONNECT
         flags, data = decode_data(payload)
         if flags & FLAG_ABORTED:
             self.disconnected = True
-            return {'type': 'http.disconnect'}
+            return _HTTP_DISCONNECT
         self.body_done = bool(flags & FLAG_EOF)
         return {'type': 'http.request', 'body': data, 'more_body': not self.body_done}
 
     async def send(self, message):
         kind = message['type']
         if kind == 'http.response.start':
-            if self.started:
+            if self.status is not None:
                 raise RuntimeError('http.response.start sent twice')
             status = int(message['status'])
             try:
@@ -1321,61 +1510,270 @@ class AsgiExchange:
                 reason = 'Unknown'
             self.status = '%d %s' % (status, reason)
             self.headers = [(bytes(n).decode('latin-1'), bytes(v).decode('latin-1'))
-                            for n, v in message.get('headers', [])]
+                            for n, v in message.get('headers', ())]
+            self.trailers = bool(message.get('trailers', False))
             return
-        if kind != 'http.response.body':
+        if kind == 'http.response.body':
+            await self._body(message)
+        elif kind == 'http.response.trailers':
+            self._trailers(message)
+        else:
             raise RuntimeError('unexpected ASGI message %r' % kind)
+
+    async def _body(self, message):
         if self.status is None:
             raise RuntimeError('http.response.body before http.response.start')
         if self.finished:
             raise RuntimeError('http.response.body after the response ended')
         body = bytes(message.get('body', b''))
         more = bool(message.get('more_body', False))
+        self.finished = not more
+        if self.over:
+            return  # the client left; receive() tells the app
         if not self.started:
-            block = _header_block(self.status, self.headers)
             self.started = True
-            self.finished = not more
-            await self.chan.send(encode_headers(0 if more else FLAG_FINAL, block, body))
+            block = _header_block(self.status, self.headers)
+            if not more and not self.trailers:
+                self._end(encode_headers(FLAG_FINAL, block, body))
+                self._wake()
+                return
+            self.chan.write(encode_headers(0, block, body))
+        elif body:
+            self.chan.write(encode_body(body))
+        if not more and not self.trailers:
+            self._end(_END_FRAME)
+            self._wake()
             return
-        if body:
-            await self.chan.send(encode_body(body))
-        if not more:
-            self.finished = True
-            await self.chan.send(_END_FRAME)
+        await self.chan.drain()
+
+    def _trailers(self, message):
+        if not self.trailers:
+            raise RuntimeError('http.response.trailers without trailers=True in the start')
+        if not self.finished:
+            raise RuntimeError('http.response.trailers before the last body message')
+        if self.over:
+            return
+        pairs = [(bytes(n).decode('latin-1'), bytes(v).decode('latin-1'))
+                 for n, v in message.get('headers', ())]
+        if pairs:
+            block = '\0'.join(s for pair in pairs for s in pair)
+            self.chan.write(encode_frame(TRAILERS, ('\0' + block).encode('latin-1')))
+        if not message.get('more_trailers', False):
+            self._end(_END_FRAME)
+            self._wake()
 
     async def run(self):
         try:
-            await self.chan.app(self.scope, self.receive, self.send)
+            await self.chan.worker.app(self.scope, self.receive, self.send)
         except Exception:
-            await self.chan.send(encode_error(traceback.format_exc()))
+            self._raised()
             return
         finally:
-            self.over = True
-            for waiter in self.waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+            self._wake()
         if not self.started:
-            await self.chan.send(encode_error('the ASGI app returned without sending a response'))
-        elif not self.finished:
-            await self.chan.send(_END_FRAME)
+            self._end(encode_error('the ASGI app returned without sending a response'))
+        else:
+            self._end(_END_FRAME)
+
+
+class AsgiWebSocket(AsgiExchange):
+    """One WebSocket: Caddy did the HTTP side of the handshake and relays messages."""
+
+    def __init__(self, chan, parts, flags, body):
+        AsgiExchange.__init__(self, chan)
+        self.scope = _asgi_scope(parts, chan.worker.state, True)
+        self.inbox = collections.deque()
+        self.waiter = None
+        self.connected = False  # websocket.connect delivered
+        self.state = 'connecting'  # accepted, closed, denying (an HTTP denial response)
+        self.close_code = None  # set when the client closed or vanished
+        self.denial = None  # an AsgiHTTP for a denial response
+
+    def on_frame(self, ftype, payload):
+        if ftype == WS_RECEIVE:
+            binary, data = _decode_ws_message(payload)
+            if binary:
+                self.inbox.append({'type': 'websocket.receive', 'bytes': data})
+            else:
+                self.inbox.append({'type': 'websocket.receive', 'text': data.decode('utf-8', 'replace')})
+        elif ftype == WS_DISCONNECT:
+            code, reason = decode_ws_close(payload)
+            self._gone(code, reason)
+        elif ftype == CANCEL:
+            self._gone(_WS_GONE, '')
+        else:
+            raise ProtocolError('frame type 0x%02x during a WebSocket' % ftype)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def _gone(self, code, reason):
+        """The client closed or left: the exchange ends now, the app gets the disconnect."""
+        if self.close_code is None:
+            self.close_code = code
+            self.inbox.append({'type': 'websocket.disconnect', 'code': code, 'reason': reason})
+        self._end(_END_FRAME)
+
+    async def receive(self):
+        if not self.connected:
+            self.connected = True
+            return {'type': 'websocket.connect'}
+        while not self.inbox:
+            if self.close_code is not None:
+                return {'type': 'websocket.disconnect', 'code': self.close_code, 'reason': ''}
+            self.waiter = self.chan.loop.create_future()
+            await self.waiter
+        return self.inbox.popleft()
+
+    async def send(self, message):
+        kind = message['type']
+        if kind == 'websocket.send':
+            if self.state != 'accepted':
+                raise RuntimeError('websocket.send in state %s' % self.state)
+            if self.over:
+                raise ClientDisconnected('the WebSocket client went away (code %s)' % self.close_code)
+            text = message.get('text')
+            if text is not None:
+                self.chan.write(encode_ws_message(False, text.encode('utf-8')))
+            else:
+                self.chan.write(encode_ws_message(True, bytes(message.get('bytes') or b'')))
+            await self.chan.drain()
+        elif kind == 'websocket.accept':
+            if self.state != 'connecting':
+                raise RuntimeError('websocket.accept in state %s' % self.state)
+            self.state = 'accepted'
+            pairs = [(bytes(n).decode('latin-1'), bytes(v).decode('latin-1'))
+                     for n, v in message.get('headers', ())]
+            parts = [message.get('subprotocol') or ''] + [s for pair in pairs for s in pair]
+            self.chan.write(encode_frame(WS_ACCEPT, '\0'.join(parts).encode('latin-1')))
+        elif kind == 'websocket.close':
+            if self.state not in ('connecting', 'accepted'):
+                raise RuntimeError('websocket.close in state %s' % self.state)
+            self.state = 'closed'
+            if not self.over:
+                code = int(message.get('code') or 1000)
+                self.chan.write(encode_ws_close(WS_CLOSE, code, message.get('reason') or ''))
+        elif kind == 'websocket.http.response.start':
+            if self.state != 'connecting':
+                raise RuntimeError('websocket.http.response.start after the handshake')
+            self.state = 'denying'
+            self.denial = AsgiHTTP(self.chan, [], 0, b'')
+            await self.denial.send(dict(message, type='http.response.start'))
+        elif kind == 'websocket.http.response.body':
+            if self.state != 'denying':
+                raise RuntimeError('websocket.http.response.body without its start')
+            await self.denial.send(dict(message, type='http.response.body'))
+            if self.denial.over:
+                self._end()
+        else:
+            raise RuntimeError('unexpected ASGI message %r' % kind)
+
+    async def run(self):
+        try:
+            await self.chan.worker.app(self.scope, self.receive, self.send)
+        except Exception:
+            self._raised()
+            return
+        if self.state == 'connecting':
+            self._end(encode_error('the ASGI app returned without accepting or closing the WebSocket'))
+        elif self.state == 'denying' and not self.denial.started:
+            self._end(encode_error('the ASGI app returned in the middle of a denial response'))
+        else:
+            self._end(_END_FRAME)
+
+
+class Lifespan:
+    """The ASGI lifespan protocol for one worker: startup before READY, shutdown at exit."""
+
+    def __init__(self, app, state, loop):
+        self.app = app
+        self.loop = loop
+        self.state = state
+        self.inbox = asyncio.Queue()
+        self.answer = None  # future: None (complete) or a message (failed)
+        self.task = None
+        self.error = None  # the traceback if the app raised
+
+    async def _main(self):
+        scope = {'type': 'lifespan', 'asgi': _ASGI_VERSION, 'state': self.state}
+        try:
+            await self.app(scope, self.inbox.get, self._send)
+        except BaseException:
+            self.error = traceback.format_exc()
+        finally:
+            if self.answer is not None and not self.answer.done():
+                self.answer.set_result(self.error or 'the app returned without answering')
+
+    async def _send(self, message):
+        kind = message['type']
+        if kind not in ('lifespan.startup.complete', 'lifespan.startup.failed',
+                        'lifespan.shutdown.complete', 'lifespan.shutdown.failed'):
+            raise RuntimeError('unexpected ASGI lifespan message %r' % kind)
+        if self.answer is not None and not self.answer.done():
+            failed = kind.endswith('.failed')
+            self.answer.set_result((message.get('message') or 'failed') if failed else None)
+
+    async def _ask(self, kind):
+        self.answer = self.loop.create_future()
+        await self.inbox.put({'type': kind})
+        return await self.answer
+
+    async def startup(self):
+        """-> None when the app completed startup, else the reason it did not."""
+        self.task = self.loop.create_task(self._main())
+        return await self._ask('lifespan.startup')
+
+    async def shutdown(self):
+        if self.task.done():
+            return
+        failure = await self._ask('lifespan.shutdown')
+        if failure is not None:
+            sys.stderr.write('lifespan shutdown failed: %s\n' % failure)
+
+
+def _start_lifespan(worker, mode):
+    """Runs lifespan startup; returns None, or the boot error text."""
+    lifespan = Lifespan(worker.app, worker.state, worker.loop)
+    failure = worker.loop.run_until_complete(lifespan.startup())
+    if failure is None:
+        worker.lifespan = lifespan
+        return None
+    if lifespan.error is not None and mode == 'auto':
+        # The app raised instead of answering: like Uvicorn, take it as an app without
+        # lifespan support and go on.
+        last = lifespan.error.strip().splitlines()[-1]
+        sys.stderr.write('ASGI lifespan unsupported by the app (lifespan auto), going on: %s\n' % last)
+        worker.state.clear()
+        return None
+    if lifespan.error is None and failure == 'the app returned without answering' and mode == 'auto':
+        worker.state.clear()
+        return None
+    return 'ASGI lifespan startup failed: %s' % failure
 
 
 def _serve_asgi(socks, app, config, hooks, info):
-    """worker_class asgi: every channel is served by a task of one asyncio event loop."""
+    """worker_class asgi: every channel is served by one asyncio event loop."""
+    global asyncio
     import asyncio  # here: WSGI workers do not pay for it
-    _run_hook(hooks, 'post_worker_init', info)
+    import signal
     try:
         import uvloop  # faster socket calls when the app's environment has it
         loop = uvloop.new_event_loop()
     except ImportError:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    worker = AsgiWorker(app, config, loop)
+    if config['lifespan'] != 'off':
+        failure = _start_lifespan(worker, config['lifespan'])
+        if failure is not None:
+            _boot_failed(socks[0], failure)
+    _run_hook(hooks, 'post_worker_init', info)
     python = '%d.%d.%d' % sys.version_info[:3]
     socks[0].setblocking(True)
     socks[0].sendall(encode_ready(os.getpid(), python))
     for sock in socks:
         sock.setblocking(False)
-        loop.create_task(AsgiChannel(sock, app, config, loop).serve())
+        loop.run_until_complete(loop.create_unix_connection(lambda: AsgiChannel(worker), sock=sock))
+    loop.add_signal_handler(signal.SIGTERM, worker.stop)
     loop.run_forever()
 
 # ---------------------------------------------------------------------------------------
@@ -1483,7 +1881,10 @@ def _become_worker(spec, config, hooks, app, fds, control, zygote_fds):
             _flush_std()
             os._exit(3)
     try:
-        _serve_worker(socks, app, config, hooks, info)
+        if config['worker_class'] == 'asgi':
+            _serve_asgi(socks, app, config, hooks, info)
+        else:
+            _serve_worker(socks, app, config, hooks, info)
     finally:
         _flush_std()
         os._exit(1)

@@ -65,7 +65,11 @@ type Config struct {
 	// with greenlets, for apps that wait on I/O) or "asgi" (an ASGI 3 app on one asyncio
 	// loop, WorkerConnections concurrent requests per process).
 	WorkerClass       string
-	WorkerConnections int // gevent: concurrent requests per worker; default 100
+	WorkerConnections int // gevent: concurrent requests per worker, default 100; asgi: 1000
+
+	// Lifespan (asgi): "auto" (default: run the ASGI lifespan protocol, and go on without
+	// it if the app raises), "on" (a failure is a boot failure) or "off".
+	Lifespan string
 
 	// Reload restarts the workers, rolling, when a .py file under Chdir changes (dev).
 	Reload bool
@@ -80,11 +84,17 @@ func (c Config) Defaults() Config {
 		c.Workers = runtime.NumCPU()
 	}
 	if c.WorkerClass == "gevent" || c.WorkerClass == "asgi" {
-		// Each greenlet serves one channel, as each thread does in sync mode.
+		// Each greenlet or asyncio exchange has a channel, as each thread does in sync mode.
 		if c.WorkerConnections <= 0 {
 			c.WorkerConnections = 100
+			if c.WorkerClass == "asgi" {
+				c.WorkerConnections = 1000
+			}
 		}
 		c.Threads = c.WorkerConnections
+	}
+	if c.WorkerClass == "asgi" && c.Lifespan == "" {
+		c.Lifespan = "auto"
 	}
 	if c.Threads <= 0 {
 		c.Threads = 1
@@ -167,8 +177,16 @@ func (c Config) Validate() error {
 		if c.Preload && c.WorkerClass == "gevent" {
 			return errors.New("worker_class gevent cannot be combined with preload: gevent must patch before the app is imported, in each worker")
 		}
-		if c.Threads > 1000 {
-			return fmt.Errorf("worker_connections %d is more than 1000", c.Threads)
+		if c.Threads > 10000 {
+			return fmt.Errorf("worker_connections %d is more than 10000", c.Threads)
+		}
+		switch c.Lifespan {
+		case "", "auto", "on", "off":
+		default:
+			return fmt.Errorf("lifespan %q: want auto, on or off", c.Lifespan)
+		}
+		if c.Lifespan != "" && c.WorkerClass != "asgi" {
+			return errors.New("lifespan is for ASGI apps")
 		}
 	default:
 		return fmt.Errorf("worker_class %q: want sync or gevent (asgi: use the asgi directive)", c.WorkerClass)

@@ -66,6 +66,7 @@ type workerConfig struct {
 	PythonPath     []string `json:"pythonpath"`
 	Hooks          string   `json:"hooks,omitempty"`
 	WorkerClass    string   `json:"worker_class,omitempty"`
+	Lifespan       string   `json:"lifespan,omitempty"`
 }
 
 func (p *Pool) workerConfigJSON(dumpFD int) string {
@@ -78,6 +79,7 @@ func (p *Pool) workerConfigJSON(dumpFD int) string {
 		PythonPath:     absPaths(cfg.PythonPath),
 		Hooks:          cfg.Hooks,
 		WorkerClass:    cfg.WorkerClass,
+		Lifespan:       cfg.Lifespan,
 	})
 	return string(b)
 }
@@ -219,15 +221,16 @@ func (w *worker) kill() {
 }
 
 // terminate asks the worker to stop: at EOF on its channels the runtime runs the
-// worker_exit hook and exits. SIGTERM follows if it has not exited within a second.
-func (w *worker) terminate() {
+// worker_exit hook (and, for ASGI, lifespan shutdown) and exits. SIGTERM follows if it
+// has not exited within grace.
+func (w *worker) terminate(grace time.Duration) {
 	w.dead.Store(true)
 	for _, s := range w.slots {
 		s.conn.Raw().CloseWrite()
 	}
 	select {
 	case <-w.exited:
-	case <-time.After(time.Second):
+	case <-time.After(grace):
 		syscall.Kill(w.pid, syscall.SIGTERM)
 	}
 }

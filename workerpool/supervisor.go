@@ -224,7 +224,11 @@ func (p *Pool) retire(w *worker, reason string) {
 		p.log.Warn("graceful timeout: killing a worker with requests still running", zap.Int("pid", w.pid), zap.Int("running", busy))
 		w.kill()
 	} else {
-		w.terminate()
+		grace := time.Second
+		if p.cfg.WorkerClass == "asgi" {
+			grace = max(grace, p.cfg.GracefulTimeout) // lifespan shutdown
+		}
+		w.terminate(grace)
 	}
 	select {
 	case <-w.exited:

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/caddy-wsgi/caddy-wsgi/protocol"
+	"github.com/caddy-wsgi/caddy-wsgi/websocket"
 	"github.com/caddy-wsgi/caddy-wsgi/workerpool"
 	"go.uber.org/zap"
 )
@@ -29,6 +30,9 @@ type Handler struct {
 	scriptName string
 	log        *zap.Logger
 	keys       headerKeys
+	asgi       bool              // ASGI workers: raw headers, WebSockets, cancel on timeout
+	asgiKeys   map[string]string // header name → `~name`, for ASGI
+	maxMessage int               // WebSocket message limit
 	writers    sync.Pool // *protocol.RequestWriter
 	observer   Observer
 }
@@ -44,6 +48,13 @@ type Options struct {
 	Logger     *zap.Logger
 	// Observer, if set, is told about every request (metrics).
 	Observer Observer
+	// ASGI: the workers run an ASGI app (worker_class asgi). Headers reach it as received,
+	// WebSocket handshakes are accepted, and a request past its timeout is cancelled
+	// (the app gets http.disconnect) instead of killing a worker that serves many.
+	ASGI bool
+	// WebSocketMaxMessage bounds a WebSocket message from a client; larger ones close the
+	// connection with 1009. Default and maximum: websocket.DefaultMaxMessage (16 MiB).
+	WebSocketMaxMessage int
 }
 
 // Observer receives per-request measurements.
@@ -70,6 +81,14 @@ func New(pool *workerpool.Pool, opts Options) *Handler {
 		log:        opts.Logger,
 		keys:       newHeaderKeys(),
 		observer:   opts.Observer,
+		asgi:       opts.ASGI,
+		maxMessage: opts.WebSocketMaxMessage,
+	}
+	if h.asgi {
+		h.asgiKeys = asgiHeaderKeys(h.keys)
+	}
+	if h.maxMessage <= 0 || h.maxMessage > websocket.DefaultMaxMessage {
+		h.maxMessage = websocket.DefaultMaxMessage
 	}
 	h.writers.New = func() any { return new(protocol.RequestWriter) }
 	return h
@@ -81,6 +100,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, info Request
 	defer h.pool.Leave()
 	if strings.IndexByte(r.URL.Path, 0) >= 0 || strings.IndexByte(info.ScriptName, 0) >= 0 {
 		http.Error(w, "Bad Request: NUL in path", http.StatusBadRequest)
+		return
+	}
+	if h.asgi && websocket.IsUpgrade(r) {
+		h.serveWebSocket(w, r, info)
 		return
 	}
 	in, err := h.readBody(r)
@@ -132,6 +155,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, info Request
 	}
 	h.pool.Release(lease, healthy)
 	ex.endPump() // the worker is already free while a slow client reads
+	ex.sendTrailers()
 	h.observe(dispatched.Sub(queued), time.Since(dispatched), ex.status())
 	if ex.abort {
 		// The response was already started: make the client see a broken response,
@@ -233,7 +257,8 @@ type exchange struct {
 
 	timeout  time.Duration
 	start    time.Time
-	timedOut bool
+	timedOut bool // past the deadline: the worker must be killed
+	expired  bool // ASGI: past the deadline, cancelled, waiting for the worker to end it
 
 	code       int
 	hasBody    bool        // the response may carry a body
@@ -247,8 +272,13 @@ type exchange struct {
 	bodyEOF    bool
 	dataBuf    []byte // DATA frames of a streamed body are built here
 	pump       *pump  // writes a streamed or large response to the client
+	trailers   http.Header
 	cancelOnce sync.Once
 }
+
+// asgiCancelGrace is how long an ASGI worker has to end a request cancelled for its
+// timeout before its event loop is taken for blocked and the worker is killed.
+const asgiCancelGrace = 5 * time.Second
 
 // run drives the exchange until the worker ends it. It reports whether the channel is
 // still in a known state (false: the worker must be replaced).
@@ -272,11 +302,21 @@ func (ex *exchange) run(sendErr error) bool {
 	for {
 		t, p, err := ex.conn.ReadFrame()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if ex.h.asgi && !ex.expired {
+				ex.expire()
+				continue
+			}
 			ex.timedOut = true
 			return false
 		}
 		if err != nil {
 			return ex.workerLost(err)
+		}
+		if ex.expired {
+			if done, err := ex.drainExpired(t, p); done || err != nil {
+				return err == nil
+			}
+			continue
 		}
 		done, err := ex.handle(t, p)
 		if t == protocol.TypeBody || t == protocol.TypeFile || t == protocol.TypeRead {
@@ -294,6 +334,44 @@ func (ex *exchange) run(sendErr error) bool {
 			return true
 		}
 	}
+}
+
+// expire handles an ASGI request past its deadline. The worker runs many requests on one
+// event loop, so it is not killed: the client gets 504, the app gets http.disconnect, and
+// the worker has asgiCancelGrace to end the exchange.
+func (ex *exchange) expire() {
+	ex.expired = true
+	ex.logger().Error("request timed out; cancelling it", zap.Duration("elapsed", time.Since(ex.start)), zap.Duration("timeout", ex.timeout))
+	ex.fail(http.StatusGatewayTimeout)
+	ex.discard = true
+	ex.cancel()
+	ex.conn.Raw().SetReadDeadline(time.Now().Add(asgiCancelGrace))
+}
+
+// drainExpired reads the frames of an expired exchange up to its end.
+func (ex *exchange) drainExpired(t protocol.Type, p []byte) (done bool, err error) {
+	switch t {
+	case protocol.TypeEnd, protocol.TypeError:
+		return true, nil
+	case protocol.TypeHeaders:
+		hd, err := protocol.DecodeHeaders(p)
+		return err == nil && hd.Final, err
+	case protocol.TypeRead:
+		return false, ex.conn.Write(protocol.DataFrame(nil, protocol.DataAborted, nil))
+	case protocol.TypeFile:
+		f, err := ex.conn.TakeFile("wsgi.file_wrapper")
+		if err == nil {
+			f.Close()
+		}
+		return false, err
+	case protocol.TypeLog:
+		level, text, err := protocol.DecodeLog(p)
+		if err == nil {
+			ex.logFromWorker(level, text)
+		}
+		return false, err
+	}
+	return false, nil
 }
 
 // logger returns the exchange's logger, built on first use: most requests log nothing.
@@ -377,6 +455,11 @@ func (ex *exchange) handle(t protocol.Type, p []byte) (done bool, err error) {
 		}
 		ex.logFromWorker(level, text)
 		return false, nil
+	case protocol.TypeTrailers:
+		if !ex.started || !ex.h.asgi {
+			return false, errors.New("TRAILERS before HEADERS or from a WSGI worker")
+		}
+		return false, ex.addTrailers(p)
 	}
 	return false, errors.New("unexpected frame during a request")
 }

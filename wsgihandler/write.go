@@ -215,3 +215,34 @@ func (ex *exchange) answerRead(n int) error {
 	frame := append(protocol.AppendHeader(ex.dataBuf[:0], protocol.TypeData, 1+m), flags)
 	return ex.conn.Write(frame[:head+m])
 }
+
+// addTrailers records the trailers of an ASGI response (http.response.trailers); they
+// go out after the body, once the pump is done.
+func (ex *exchange) addTrailers(p []byte) error {
+	_, fields, err := protocol.DecodeBlock(p)
+	if err != nil {
+		return err
+	}
+	if ex.trailers == nil {
+		ex.trailers = http.Header{}
+	}
+	if _, err := applyHeaders(ex.trailers, fields); err != nil {
+		ex.logger().Error("invalid response trailers from application", zap.Error(err))
+		ex.trailers = nil
+		ex.abort = true
+		ex.discard = true
+	}
+	return nil
+}
+
+// sendTrailers hands the trailers to net/http, which sends them after the last chunk
+// (HTTP/1.1) or in a trailing HEADERS frame (HTTP/2).
+func (ex *exchange) sendTrailers() {
+	if len(ex.trailers) == 0 || ex.abort || ex.discard {
+		return
+	}
+	h := ex.w.Header()
+	for k, v := range ex.trailers {
+		h[http.TrailerPrefix+k] = v
+	}
+}

@@ -93,8 +93,24 @@ class RoundTripTest(unittest.TestCase):
         frames = [w.encode_request(0, {}), w.encode_data(1), w.encode_cancel(),
                   w.encode_headers(1, b'200 OK'), w.encode_body(b'x'), w.encode_file(0, -1),
                   w.encode_end(), w.encode_read(1), w.encode_error('e'), w.encode_log(0, 'l'),
-                  w.encode_ready(1, '3'), w.encode_boot_error('b')]
+                  w.encode_ready(1, '3'), w.encode_boot_error('b'),
+                  w.encode_frame(w.WS_RECEIVE, b'\x01\x00'),
+                  w.encode_ws_close(w.WS_DISCONNECT, 1000, ''),
+                  w.encode_frame(w.WS_ACCEPT, b'chat\0X-A\0b'), w.encode_ws_message(True, b'x'),
+                  w.encode_ws_close(w.WS_CLOSE, 4000, 'bye'), w.encode_frame(w.TRAILERS, b'\0X-T\0v')]
         self.assertEqual({roundtrip(f)[0] for f in frames}, set(w.FRAME_TYPES))
+
+    def test_websocket_frames(self):
+        self.assertEqual(roundtrip(w.encode_ws_message(False, 'caf\xe9'.encode())),
+                         (w.WS_SEND, (False, 'caf\xe9'.encode())))
+        self.assertEqual(roundtrip(w.encode_ws_close(w.WS_CLOSE, 4001, 'see you')),
+                         (w.WS_CLOSE, (4001, 'see you')))
+        self.assertEqual(roundtrip(w.encode_frame(w.WS_ACCEPT, b'chat.v2\0X-A\0b')),
+                         (w.WS_ACCEPT, ('chat.v2', [('X-A', 'b')])))
+        with self.assertRaises(w.ProtocolError):
+            w.decode_frame(w.encode_frame(w.WS_SEND, b'\x04x'))  # unknown flag
+        with self.assertRaises(w.ProtocolError):
+            w.decode_frame(w.encode_frame(w.WS_CLOSE, b'\x03'))  # short close
 
     def test_consecutive_frames(self):
         buf = w.encode_cancel() + w.encode_request(0, {'A': 'b'}) + w.encode_data(1, b'z')
