@@ -97,7 +97,9 @@ func (c *Conn) fill(n int) error {
 		if flags&syscall.MSG_CTRUNC != 0 {
 			return violation("too many file descriptors in one message")
 		}
-		c.w += m
+		if m > 0 { // m is -1 on some errors (a deadline): the stream must stay aligned
+			c.w += m
+		}
 		if err != nil {
 			return err
 		}

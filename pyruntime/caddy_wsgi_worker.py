@@ -1692,6 +1692,7 @@ class Lifespan:
         self.answer = None  # future: None (complete) or a message (failed)
         self.task = None
         self.error = None  # the traceback if the app raised
+        self.answered = False  # the app sent a lifespan message
 
     async def _main(self):
         scope = {'type': 'lifespan', 'asgi': _ASGI_VERSION, 'state': self.state}
@@ -1708,6 +1709,7 @@ class Lifespan:
         if kind not in ('lifespan.startup.complete', 'lifespan.startup.failed',
                         'lifespan.shutdown.complete', 'lifespan.shutdown.failed'):
             raise RuntimeError('unexpected ASGI lifespan message %r' % kind)
+        self.answered = True
         if self.answer is not None and not self.answer.done():
             failed = kind.endswith('.failed')
             self.answer.set_result((message.get('message') or 'failed') if failed else None)
@@ -1737,7 +1739,7 @@ def _start_lifespan(worker, mode):
     if failure is None:
         worker.lifespan = lifespan
         return None
-    if lifespan.error is not None and mode == 'auto':
+    if lifespan.error is not None and not lifespan.answered and mode == 'auto':
         # The app raised instead of answering: like Uvicorn, take it as an app without
         # lifespan support and go on.
         last = lifespan.error.strip().splitlines()[-1]

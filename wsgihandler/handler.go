@@ -436,7 +436,7 @@ func (ex *exchange) handle(t protocol.Type, p []byte) (done bool, err error) {
 		}
 		return true, nil
 	case protocol.TypeError:
-		if ex.discard && ex.r.Context().Err() != nil {
+		if ex.r.Context().Err() != nil || ex.expired {
 			// The worker stopped because we cancelled: expected, not an app failure.
 			ex.logger().Debug("request ended after the client left", zap.String("reason", string(p)))
 		} else {

@@ -9,6 +9,7 @@ import os
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 
 MARKERS = os.environ.get("MARKER_DIR", "/tmp")
+os.makedirs(MARKERS, exist_ok=True)
 
 
 def mark(name, text):
