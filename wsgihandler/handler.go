@@ -33,7 +33,7 @@ type Handler struct {
 	asgi       bool              // ASGI workers: raw headers, WebSockets, cancel on timeout
 	asgiKeys   map[string]string // header name → `~name`, for ASGI
 	maxMessage int               // WebSocket message limit
-	writers    sync.Pool // *protocol.RequestWriter
+	writers    sync.Pool         // *protocol.RequestWriter
 	observer   Observer
 }
 
