@@ -2,9 +2,9 @@
 """The caddy-wsgi benchmark driver. Run it through bench/run.sh, which installs what it needs.
 
 Starts each contender (a server, or Caddy in front of one) on 127.0.0.1, drives it with wrk
-(HTTP/1.1) or h2load (HTTP/2 over TLS) for a fixed time at a fixed concurrency after a short
-warm-up, samples the server's process tree (CPU from /proc/<pid>/stat, RSS from
-/proc/<pid>/status every 100 ms), stops it (process groups, then any stray pid of its tree),
+(HTTP/1.1), h2load (HTTP/2 over TLS) or bench/wsload (WebSocket echo round trips) for a fixed
+time at a fixed concurrency after a short warm-up, samples the server's process tree (CPU
+from /proc/<pid>/stat, RSS from /proc/<pid>/status every 100 ms), stops it (process groups, then any stray pid of its tree),
 and writes bench/results/<timestamp>.{md,json}, latest.{md,json,png}. `--write-docs` turns
 the latest results into docs/benchmarks.md (and docs/benchmarks.png).
 """
@@ -44,54 +44,86 @@ PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 # Contenders and workloads
 # ---------------------------------------------------------------------------------------------
 
-# kind: wsgi (caddy-wsgi), proxy (Caddy reverse_proxy -> upstream), alone (a Python server),
-# respond (Caddy without Python: the reference), snake (caddy-snake).
+# kind: wsgi (caddy-wsgi), asgi (caddy-asgi), proxy (Caddy reverse_proxy -> upstream), alone (a Python
+# server), respond (Caddy without Python: the reference), snake (caddy-snake).
+# iface: the interface of the contender's app, wsgi or asgi: a contender runs only the workloads of
+# its interface (None: the Caddy reference, which runs both).
 CONTENDERS = [
-    dict(name="caddy-wsgi", kind="wsgi", threads=1, desc="Caddy `wsgi` directive, `workers N`"),
-    dict(name="caddy-wsgi-threads", kind="wsgi", threads="T", desc="Caddy `wsgi` directive, `workers N`, `threads T`"),
-    dict(name="caddy+gunicorn-sync", kind="proxy", upstream="gunicorn-sync", desc="Caddy `reverse_proxy` → Gunicorn sync `-w N`"),
-    dict(name="caddy+gunicorn-gthread", kind="proxy", upstream="gunicorn-gthread", desc="Caddy `reverse_proxy` → Gunicorn gthread `-w N --threads T`"),
-    dict(name="gunicorn-sync", kind="alone", upstream="gunicorn-sync", desc="Gunicorn sync `-w N` alone"),
-    dict(name="granian", kind="alone", upstream="granian", desc="Granian `--interface wsgi --workers N` alone"),
-    dict(name="caddy+granian", kind="proxy", upstream="granian", desc="Caddy `reverse_proxy` → Granian `--workers N`"),
-    dict(name="uwsgi", kind="alone", upstream="uwsgi", desc="uWSGI `--http-socket`, `--processes N` alone"),
-    dict(name="caddy-snake", kind="snake", desc="caddy-snake `python { workers N }` (if it builds)"),
-    dict(name="caddy-respond", kind="respond", desc="Caddy `respond` / `file_server`, no Python (reference, not a peer)"),
+    dict(name="caddy-wsgi", kind="wsgi", iface="wsgi", threads=1, desc="Caddy `wsgi` directive, `workers N`"),
+    dict(name="caddy-wsgi-threads", kind="wsgi", iface="wsgi", threads="T", desc="Caddy `wsgi` directive, `workers N`, `threads T`"),
+    dict(name="caddy+gunicorn-sync", kind="proxy", iface="wsgi", upstream="gunicorn-sync", desc="Caddy `reverse_proxy` → Gunicorn sync `-w N`"),
+    dict(name="caddy+gunicorn-gthread", kind="proxy", iface="wsgi", upstream="gunicorn-gthread", desc="Caddy `reverse_proxy` → Gunicorn gthread `-w N --threads T`"),
+    dict(name="gunicorn-sync", kind="alone", iface="wsgi", upstream="gunicorn-sync", desc="Gunicorn sync `-w N` alone"),
+    dict(name="granian", kind="alone", iface="wsgi", upstream="granian", desc="Granian `--interface wsgi --workers N` alone"),
+    dict(name="caddy+granian", kind="proxy", iface="wsgi", upstream="granian", desc="Caddy `reverse_proxy` → Granian `--workers N`"),
+    dict(name="uwsgi", kind="alone", iface="wsgi", upstream="uwsgi", desc="uWSGI `--http-socket`, `--processes N` alone"),
+    dict(name="caddy-snake", kind="snake", iface="wsgi", desc="caddy-snake `python { workers N }` (if it builds)"),
+    dict(name="caddy-asgi", kind="asgi", iface="asgi", desc="Caddy `asgi` directive, `workers N` (one asyncio loop per worker)"),
+    dict(name="caddy+uvicorn", kind="proxy", iface="asgi", upstream="uvicorn",
+         desc="Caddy `reverse_proxy` → Uvicorn `--workers N` (uvloop, httptools)"),
+    dict(name="uvicorn", kind="alone", iface="asgi", upstream="uvicorn", desc="Uvicorn `--workers N` (uvloop, httptools) alone"),
+    dict(name="granian-asgi", kind="alone", iface="asgi", upstream="granian-asgi", desc="Granian `--interface asgi --workers N` alone"),
+    dict(name="hypercorn", kind="alone", iface="asgi", upstream="hypercorn", desc="Hypercorn `--workers N -k uvloop` alone"),
+    dict(name="caddy-respond", kind="respond", iface=None, desc="Caddy `respond` / `file_server`, no Python (reference, not a peer)"),
 ]
 CONTENDER = {c["name"]: c for c in CONTENDERS}
 
-GROUP_APP = {"plain": "app:application", "flask": "flask_app:application", "django": "django_app:application"}
-GROUP_READY = {"plain": "/hello", "flask": "/flask/json", "django": "/django/items"}
+GROUP_APP = {"plain": "app:application", "flask": "flask_app:application", "django": "django_app:application",
+             "asgi": "asgi_app:app", "fastapi": "fastapi_app:app"}
+GROUP_READY = {"plain": "/hello", "flask": "/flask/json", "django": "/django/items", "asgi": "/hello",
+               "fastapi": "/fastapi/json"}
 
 PYTHON_KINDS = ("wsgi", "proxy", "alone", "snake")
 CADDY_KINDS = ("wsgi", "proxy", "respond", "snake")
+ASGI_KINDS = ("asgi", "proxy", "alone")
 
-# conns: "C" = --connections, "B" = --big-connections. expect: response body size for the check.
+# iface: wsgi or asgi (the contenders that run it). conns: "C" = --connections, "B" = --big-connections.
+# tool: wrk (default), h2load or wsload (bench/wsload, WebSocket round trips).
 WORKLOADS = [
-    dict(name="hello", group="plain", path="/hello", conns="C", kinds=PYTHON_KINDS + ("respond",), quick=True,
+    dict(name="hello", iface="wsgi", group="plain", path="/hello", conns="C", kinds=PYTHON_KINDS + ("respond",), quick=True,
          desc="13-byte `Hello, world!`, keep-alive"),
-    dict(name="hello-close", group="plain", path="/hello", conns="C", close=True, kinds=PYTHON_KINDS + ("respond",),
+    dict(name="hello-close", iface="wsgi", group="plain", path="/hello", conns="C", close=True, kinds=PYTHON_KINDS + ("respond",),
          desc="13-byte hello world, `Connection: close` (a new TCP connection per request)"),
-    dict(name="hello-h2", group="plain", path="/hello", conns="C", tool="h2load", kinds=CADDY_KINDS, quick=True,
+    dict(name="hello-h2", iface="wsgi", group="plain", path="/hello", conns="C", tool="h2load", kinds=CADDY_KINDS, quick=True,
          desc="13-byte hello world over HTTP/2 + TLS (h2load, `tls internal`, one stream per connection); Caddy-fronted contenders only"),
-    dict(name="json4k", group="plain", path="/json4k", conns="C", kinds=PYTHON_KINDS + ("respond",),
+    dict(name="json4k", iface="wsgi", group="plain", path="/json4k", conns="C", kinds=PYTHON_KINDS + ("respond",),
          desc="4 KiB JSON serialised by `json.dumps` on every request (Caddy `respond`: the same bytes, static)"),
-    dict(name="slow", group="plain", path="/slow", conns="C", kinds=PYTHON_KINDS,
+    dict(name="slow", iface="wsgi", group="plain", path="/slow", conns="C", kinds=PYTHON_KINDS,
          desc="`time.sleep(0.05)` per request: bound by threads (N×T/0.05 s), not CPU"),
-    dict(name="flask", group="flask", path="/flask/json", conns="C", kinds=PYTHON_KINDS, quick=True,
+    dict(name="flask", iface="wsgi", group="flask", path="/flask/json", conns="C", kinds=PYTHON_KINDS, quick=True,
          desc="Flask JSON view (`jsonify`, a query argument)"),
-    dict(name="django", group="django", path="/django/items", conns="C", kinds=PYTHON_KINDS, quick=True,
+    dict(name="django", iface="wsgi", group="django", path="/django/items", conns="C", kinds=PYTHON_KINDS, quick=True,
          desc="Django template view: ORM query of 10 rows from SQLite, rendered with a template"),
-    dict(name="stream-1m", group="plain", path="/stream?mib=1", conns="C", kinds=PYTHON_KINDS, bytes=MIB,
+    dict(name="stream-1m", iface="wsgi", group="plain", path="/stream?mib=1", conns="C", kinds=PYTHON_KINDS, bytes=MIB,
          desc="1 MiB streamed from a generator (64 KiB blocks)"),
-    dict(name="stream-100m", group="plain", path="/stream?mib=100", conns="B", kinds=PYTHON_KINDS, bytes=100 * MIB,
+    dict(name="stream-100m", iface="wsgi", group="plain", path="/stream?mib=100", conns="B", kinds=PYTHON_KINDS, bytes=100 * MIB,
          desc="100 MiB streamed from a generator (64 KiB blocks), low concurrency"),
-    dict(name="upload-10m", group="plain", path="/upload", conns="B", upload=10 * MIB, kinds=PYTHON_KINDS, quick=True,
+    dict(name="upload-10m", iface="wsgi", group="plain", path="/upload", conns="B", upload=10 * MIB, kinds=PYTHON_KINDS, quick=True,
          desc="POST of a 10 MiB body, read whole by the app (wrk + Lua), low concurrency"),
-    dict(name="file-100m", group="plain", path="/file", conns="B", kinds=PYTHON_KINDS + ("respond",), bytes=100 * MIB,
+    dict(name="file-100m", iface="wsgi", group="plain", path="/file", conns="B", kinds=PYTHON_KINDS + ("respond",), bytes=100 * MIB,
          desc="100 MiB file via `wsgi.file_wrapper` (Caddy: `file_server` on the same file), low concurrency"),
+    dict(name="asgi-hello", iface="asgi", group="asgi", path="/hello", conns="C", kinds=ASGI_KINDS + ("respond",), quick=True,
+         desc="13-byte `Hello, world!` from a raw ASGI 3 app (no framework), keep-alive"),
+    dict(name="fastapi-json", iface="asgi", group="fastapi", path="/fastapi/json", conns="C", kinds=ASGI_KINDS, quick=True,
+         desc="FastAPI JSON view (`async def`, a typed query argument, a pydantic response model of 10 items)"),
+    dict(name="ws-echo", iface="asgi", group="asgi", path="/ws", conns="C", tool="wsload", kinds=ASGI_KINDS, quick=True,
+         desc="WebSocket echo (raw ASGI): each connection sends a 13-byte text message and waits for its echo, "
+              "back to back (bench/wsload); figures are round trips/s and round-trip latency"),
 ]
 WORKLOAD = {w["name"]: w for w in WORKLOADS}
+
+
+def applies(c, w):
+    """Whether contender c runs workload w (else the cell is n/a, or absent for another interface)."""
+    return c["kind"] in w["kinds"] and same_iface(c, w)
+
+
+def same_iface(c, w):
+    return c.get("iface") in (None, w.get("iface", "wsgi"))
+
+
+def iface_of(wname):
+    return WORKLOAD[wname].get("iface", "wsgi") if wname in WORKLOAD else "wsgi"
 
 # ---------------------------------------------------------------------------------------------
 # Small helpers
@@ -301,6 +333,7 @@ class Env:
         self.args = args
         self.caddy = os.environ.get("CADDY_BIN") or str(BUILD / "caddy")
         self.snake = BUILD / "caddy-snake"
+        self.wsload = BUILD / "wsload"
         self.python = str(VENV / "bin" / "python")
         self.file = BUILD / "data" / "file100m.bin"
         self.logs = BUILD / "logs"
@@ -333,6 +366,17 @@ def upstream_cmd(env, which, app, port):
     if which == "granian":
         return [str(v / "granian"), "--interface", "wsgi", "--workers", n, "--host", "127.0.0.1", "--port", str(port),
                 "--working-dir", str(APPS), "--no-ws", "--log-level", "warning", app]
+    if which == "uvicorn":
+        return [str(v / "uvicorn"), "--workers", n, "--host", "127.0.0.1", "--port", str(port), "--app-dir", str(APPS),
+                "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--log-level", "warning",
+                "--no-access-log", app]
+    if which == "granian-asgi":
+        return [str(v / "granian"), "--interface", "asgi", "--workers", n, "--host", "127.0.0.1", "--port", str(port),
+                "--working-dir", str(APPS), "--loop", "uvloop", "--log-level", "warning", app]
+    if which == "hypercorn":
+        # hypercorn has no --app-dir: a path before the module name puts its directory on sys.path
+        return [str(v / "hypercorn"), "--workers", n, "-k", "uvloop", "--bind", "127.0.0.1:%d" % port,
+                "--log-level", "warning", str(APPS / app)]
     if which == "uwsgi":
         return [str(v / "uwsgi"), "--http-socket", "127.0.0.1:%d" % port, "--master", "--processes", n,
                 "--home", str(VENV), "--chdir", str(APPS), "--module", app, "--need-app", "--die-on-term",
@@ -372,6 +416,9 @@ def wait_ready(url, procs, timeout=90.0):
     raise RuntimeError("not ready after %.0fs (%s)" % (timeout, last))
 
 
+CADDYFILE = {"wsgi": "wsgi", "asgi": "asgi", "proxy": "proxy", "respond": "respond", "snake": "snake"}
+
+
 class Server:
     """One running contender for one app group."""
 
@@ -403,7 +450,7 @@ class Server:
         else:
             upstream_port = None
         self.https_port = free_port()
-        caddyfile = {"wsgi": "wsgi", "proxy": "proxy", "respond": "respond", "snake": "snake"}[kind]
+        caddyfile = CADDYFILE[kind]
         binary = str(env.snake) if kind == "snake" else env.caddy
         cmd = [binary, "run", "--adapter", "caddyfile", "--config", str(CADDYFILES / (caddyfile + ".Caddyfile"))]
         extra = caddy_env(env, c, app, self.http_port, self.https_port, upstream_port)
@@ -464,6 +511,9 @@ def lua_script(w):
 
 
 def load_cmd(env, w, server, duration, conns):
+    if w.get("tool") == "wsload":
+        return [str(env.wsload), "-url", "ws://127.0.0.1:%d%s" % (server.http_port, w["path"]), "-c", str(conns),
+                "-d", "%ds" % duration, "-timeout", "10s"]
     if w.get("tool") == "h2load":
         return ["h2load", "-c", str(conns), "-m", "1", "-t", "1", "-D", str(duration),
                 "https://127.0.0.1:%d%s" % (server.https_port, w["path"])]
@@ -505,6 +555,31 @@ def parse_wrk(out):
     )
 
 
+def parse_wsload(out):
+    """The WSLOAD line of bench/wsload: round trips take the place of requests."""
+    m = re.search(r"^WSLOAD (\{.*\})$", out, re.M)
+    if not m:
+        raise RuntimeError("wsload: " + out.strip()[-300:])
+    d = json.loads(m.group(1))
+    dur = d["duration_us"] / 1e6
+    detail = {k: v for k, v in d["errors"].items() if v}
+    res = dict(
+        requests=d["roundtrips"], duration_s=dur, rps=d["roundtrips"] / dur if dur else 0, bytes_in=d["bytes"],
+        p50_ms=d["p50_us"] / 1000, p90_ms=d["p90_us"] / 1000, p99_ms=d["p99_us"] / 1000, max_ms=d["max_us"] / 1000,
+        mean_ms=d["mean_us"] / 1000, errors=sum(detail.values()), error_detail=detail,
+    )
+    if d.get("first_error"):
+        res["first_error"] = d["first_error"][:300]
+    return res
+
+
+def wsload_status(env):
+    if env.wsload.exists():
+        return dict(available=True)
+    err = BUILD / "wsload.err"
+    return dict(available=False, reason=err.read_text().strip() if err.exists() else "not built (bench/run.sh builds it)")
+
+
 def parse_h2load(out, logpath):
     m = re.search(r"finished in ([\d.]+)(m?s)", out)
     rq = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
@@ -540,7 +615,21 @@ def parse_h2load(out, logpath):
 
 
 def check(env, w, server):
-    """One request with urllib before loading: status 200 and the expected body size."""
+    """One request with urllib before loading: status 200 and the expected body size (WebSocket: one
+    echo round trip with bench/wsload)."""
+    if w.get("tool") == "wsload":
+        st = wsload_status(env)
+        if not st["available"]:
+            raise RuntimeError("bench/wsload is not built: " + st["reason"][:200])
+        url = "ws://127.0.0.1:%d%s" % (server.http_port, w["path"])
+        _, out = run_load([str(env.wsload), "-url", url, "-c", "1", "-rounds", "1", "-fail-fast", "-d", "15s",
+                           "-timeout", "10s"], 15)
+        m = re.search(r"^WSLOAD (\{.*\})$", out, re.M)
+        d = json.loads(m.group(1)) if m else {}
+        if d.get("roundtrips") != 1:
+            raise RuntimeError("WebSocket check (one echo round trip) failed: %s" % (
+                d.get("first_error") or out.strip()[-200:] or "no output"))
+        return
     if w.get("tool") == "h2load":
         r = sh(["curl", "-sk", "--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
                 "https://127.0.0.1:%d%s" % (server.https_port, w["path"])], timeout=30)
@@ -605,7 +694,11 @@ def run_cell(env, w, server):
         busy1, t1 = system_busy(), time.time()
         mem = sampler.stop()
         ru1c, ru1s = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
-    if cmd[0] == "h2load":
+    if w.get("tool") == "wsload":
+        res = parse_wsload(out)
+        if not res["requests"]:
+            raise RuntimeError("no WebSocket round trip completed: %s" % res.get("first_error", "?"))
+    elif cmd[0] == "h2load":
         res = parse_h2load(out, logpath)
     else:
         res = parse_wrk(out)
@@ -637,14 +730,28 @@ def run_cell(env, w, server):
 # ---------------------------------------------------------------------------------------------
 
 
-def pip_versions():
+PIP_WSGI = ("gunicorn", "granian", "uwsgi", "flask", "werkzeug", "django", "matplotlib")
+PIP_ASGI = ("uvicorn", "uvloop", "httptools", "websockets", "granian", "hypercorn", "h11", "wsproto", "fastapi",
+            "starlette", "pydantic", "pydantic-core", "anyio")
+
+
+def pip_versions(names=PIP_WSGI):
     r = sh([str(VENV / "bin" / "python"), "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"])
     try:
-        pkgs = {p["name"].lower(): p["version"] for p in json.loads(r.stdout)}
+        pkgs = {re.sub(r"[-_.]+", "-", p["name"].lower()): p["version"] for p in json.loads(r.stdout)}
     except ValueError:
         pkgs = {}
-    return {k: pkgs.get(k, "not installed") for k in
-            ("gunicorn", "granian", "uwsgi", "flask", "werkzeug", "django", "matplotlib")}
+    return {k: pkgs.get(k, "not installed") for k in names}
+
+
+def wsload_version():
+    """Go version and WebSocket library of bench/.build/wsload (go version -m)."""
+    r = sh(["go", "version", "-m", str(BUILD / "wsload")])
+    if r.returncode:
+        return "not built"
+    go = r.stdout.split("\n", 1)[0].split(": ", 1)[-1].strip()
+    lib = re.search(r"dep\s+(github.com/gorilla/websocket)\s+(\S+)", r.stdout)
+    return "%s, %s" % (go, " ".join(lib.groups()) if lib else "?")
 
 
 def machine_info():
@@ -713,10 +820,12 @@ def contender_commands(env, c):
         out.append(" ".join(shlex.quote(x) for x in upstream_cmd(env, c["upstream"], "<app>", port))
                    .replace(str(BENCH), "bench").replace(str(ROOT), "."))
     if kind != "alone":
-        cf = {"wsgi": "wsgi", "proxy": "proxy", "respond": "respond", "snake": "snake"}[kind]
+        cf = CADDYFILE[kind]
         binary = "bench/.build/caddy-snake" if kind == "snake" else "bench/.build/caddy"
         threads = t if c.get("threads") == "T" else 1
         vars_ = "BENCH_WORKERS=%d BENCH_THREADS=%d " % (n, threads) if kind in ("wsgi", "snake") else ""
+        if kind == "asgi":
+            vars_ = "BENCH_WORKERS=%d " % n
         if kind == "proxy":
             vars_ = "BENCH_UPSTREAM=127.0.0.1:8001 "
         out.append("%sBENCH_APP=<app> %s run --adapter caddyfile --config bench/caddy/%s.Caddyfile" % (vars_, binary, cf))
@@ -742,7 +851,7 @@ METRICS = [  # key, header, better, format
 
 NOISY_CORES = 0.15
 RETRY_CORES = 0.25
-HEADLINE = ("hello", "django", "flask", "hello-h2", "hello-close", "json4k")
+HEADLINE = ("hello", "django", "flask", "hello-h2", "hello-close", "json4k", "asgi-hello", "fastapi-json", "ws-echo")
 
 
 def is_peer(name):
@@ -773,7 +882,8 @@ def workload_table(results, wname):
     cells = [c for c in results["cells"] if c["workload"] == wname]
     metrics = [m for m in METRICS if m[0] != "mib_s" or (w.get("bytes") or w.get("upload"))]
     best = {k: best_of(cells, k, b) for k, _, b, _ in metrics}
-    lines = ["| contender | " + " | ".join(h for _, h, _, _ in metrics) + " | procs |",
+    rate = rate_name(w)
+    lines = ["| contender | " + " | ".join(rate if k == "rps" else h for k, h, _, _ in metrics) + " | procs |",
              "|---|" + "---:|" * (len(metrics) + 1)]
     for c in cells:
         name = c["contender"] if is_peer(c["contender"]) else "_%s_" % c["contender"]
@@ -785,6 +895,10 @@ def workload_table(results, wname):
         procs = "%d+%d" % (c.get("roots", 1), c.get("workers", 0))
         lines.append("| %s | %s | %s |" % (name, " | ".join(row), procs))
     return "\n".join(lines)
+
+
+def rate_name(w):
+    return "round trips/s" if w.get("tool") == "wsload" else "req/s"
 
 
 def summary_line(results):
@@ -816,35 +930,157 @@ def summary_line(results):
     return line
 
 
-def render_markdown(results):
+# caddy-asgi against each ASGI peer: (contender, label, target ratio on asgi-hello or None)
+ASGI_PEERS = (("granian-asgi", "Granian ASGI alone", 1.0), ("caddy+uvicorn", "Caddy→Uvicorn", 2.0),
+              ("uvicorn", "Uvicorn alone", None), ("hypercorn", "Hypercorn alone", None))
+ASGI_WORKLOADS = [w["name"] for w in WORKLOADS if w.get("iface") == "asgi"]
+
+
+def asgi_ratios(results):
+    """{workload: {caddy_asgi: rate or None, status, error, connections, vs: {peer: {ratio, p99_ratio, rate, status}}}}
+    for the ASGI workloads of the run: caddy-asgi's rate ÷ the peer's (above 1: caddy-asgi is faster) and p99
+    ÷ the peer's p99 (below 1: caddy-asgi's tail is shorter)."""
+    cells = {(c["contender"], c["workload"]): c for c in results["cells"]}
+    out = {}
+    for wname in ASGI_WORKLOADS:
+        if not any(c["workload"] == wname for c in results["cells"]):
+            continue
+        me = cells.get(("caddy-asgi", wname))
+        ok = me is not None and me.get("status") == "ok"
+        entry = dict(caddy_asgi=me["rps"] if ok else None, p99_ms=me.get("p99_ms") if ok else None,
+                     status=me["status"] if me else "not run", connections=me.get("connections") if ok else None, vs={})
+        if me and not ok:
+            entry["error"] = me.get("error", "")
+        for peer, label, target in ASGI_PEERS:
+            o = cells.get((peer, wname))
+            if not o:
+                continue
+            v = dict(label=label, status=o["status"], rate=o.get("rps"), p99_ms=o.get("p99_ms"), ratio=None, p99_ratio=None)
+            if ok and o["status"] == "ok" and o.get("rps"):
+                v["ratio"] = me["rps"] / o["rps"]
+                if me.get("p99_ms") and o.get("p99_ms"):
+                    v["p99_ratio"] = me["p99_ms"] / o["p99_ms"]
+            if target and wname == "asgi-hello":
+                v["target"] = target
+                v["target_met"] = (v["ratio"] >= target) if v["ratio"] is not None else None
+            entry["vs"][peer] = v
+        out[wname] = entry
+    return out
+
+
+def summary_asgi(results):
+    """One line like the WSGI summary: caddy-asgi's rate per ASGI workload and its ratio to each peer."""
+    ratios = asgi_ratios(results)
+    if not ratios:
+        return ""
+    parts = []
+    for wname, e in ratios.items():
+        unit = rate_name(WORKLOAD[wname])
+        if e["caddy_asgi"] is None:
+            parts.append("%s: caddy-asgi %s" % (wname, "failed (%s)" % e.get("error", "?")[:160]
+                                                if e["status"] == "failed" else e["status"]))
+            continue
+        peers = sorted(v["rate"] for v in e["vs"].values() if v.get("rate"))
+        median = peers[len(peers) // 2] if peers else 0
+        txt = []
+        for peer, v in e["vs"].items():
+            if v["ratio"] is None:
+                txt.append("n/a vs %s (%s)" % (v["label"], v["status"][:60]))
+                continue
+            t = "%.2f× vs %s" % (v["ratio"], v["label"])
+            if "target" in v:
+                t += " (target ≥ %.1f×: %s)" % (v["target"], "met" if v["target_met"] else "NOT met")
+            if v["rate"] < 0.1 * median:
+                t += " (%s %s: it stalled in this run, the ratio means nothing)" % ("{:,.0f}".format(v["rate"]), unit)
+            txt.append(t)
+        p99 = ", ".join("%s %.2f ms (%.2f×)" % (peer, v["p99_ms"], v["p99_ratio"])
+                        for peer, v in e["vs"].items() if v.get("p99_ratio"))
+        parts.append("%s (c=%d): caddy-asgi %s %s; %s%s" % (
+            wname, e["connections"], "{:,.0f}".format(e["caddy_asgi"]), unit, "; ".join(txt) or "no peer measured",
+            (". p99 caddy-asgi %.2f ms vs: %s" % (e["p99_ms"], p99)) if p99 else ""))
+    return "ASGI targets: " + ". ".join(parts) + "."
+
+
+def asgi_ratio_table(results):
+    """Markdown table: caddy-asgi's rate ÷ each peer's, per ASGI workload (p99 ratio in parentheses)."""
+    ratios = asgi_ratios(results)
+    if not ratios:
+        return ""
+    lines = ["| caddy-asgi vs | " + " | ".join(label for _, label, _ in ASGI_PEERS) + " |",
+             "|---|" + "---:|" * len(ASGI_PEERS)]
+    for wname, e in ratios.items():
+        row = []
+        for peer, _, _ in ASGI_PEERS:
+            v = e["vs"].get(peer)
+            if e["caddy_asgi"] is None:
+                row.append("caddy-asgi %s" % ("failed" if e["status"] == "failed" else e["status"][:40]))
+            elif not v:
+                row.append("—")
+            elif v["ratio"] is None:
+                row.append("%s" % ("failed" if v["status"] == "failed" else v["status"][:40]))
+            else:
+                cell = "%.2f×" % v["ratio"]
+                if v.get("p99_ratio"):
+                    cell += " (p99 %.2f×)" % v["p99_ratio"]
+                if "target" in v:
+                    cell += " %s ≥ %.1f×" % ("✓" if v["target_met"] else "✗", v["target"])
+                row.append(cell)
+        lines.append("| %s (%s) | %s |" % (wname, rate_name(WORKLOAD[wname]), " | ".join(row)))
+    return "\n".join(lines)
+
+
+def has_iface(results, iface):
+    return any(iface_of(c["workload"]) == iface for c in results["cells"])
+
+
+def render_markdown(results, iface=None):
+    """The run's Markdown: every table (iface None), or those of one interface (the docs' sections)."""
     m = results["meta"]
     out = ["# caddy-wsgi benchmark run %s" % m["timestamp"], ""]
     out.append("%d Python processes per contender, %d s per cell after a %d s warm-up, c=%d (low-concurrency rows: c=%d); "
                "total run time %.0f s." % (m["args"]["procs"], m["args"]["duration"], m["args"]["warmup"],
                                            m["args"]["connections"], m["args"]["big_connections"], m["elapsed_s"]))
     out.append("")
-    out.append("**" + results["summary"] + "**")
-    out.append("")
+    if iface in (None, "wsgi") and has_iface(results, "wsgi") and results.get("summary"):
+        out += ["**" + results["summary"] + "**", ""]
+    if iface in (None, "asgi") and has_iface(results, "asgi"):
+        line = results.get("summary_asgi") or summary_asgi(results)
+        if line:
+            out += ["**" + line + "**", ""]
+        table = asgi_ratio_table(results)
+        if table:
+            out += ["caddy-asgi's rate ÷ each ASGI peer's in the same workload (above 1: caddy-asgi serves more); "
+                    "in parentheses its p99 latency ÷ the peer's (below 1: a shorter tail). Targets: ≥ 1.0× Granian "
+                    "ASGI alone and ≥ 2× Caddy → Uvicorn on asgi-hello.", "", table, ""]
     out.append("Each figure is absolute, with its ratio to the best peer of the same workload in parentheses "
                "(value ÷ best: below 1 is fewer req/s, above 1 is more latency, CPU or memory than the best). "
                "_Italic_ rows are references without Python, not peers: they are not used as the best. "
                "procs = started processes (Caddy and/or the server's master) + their children (the Python workers).")
     for w in WORKLOADS:
+        if iface and w.get("iface", "wsgi") != iface:
+            continue
         if not any(c["workload"] == w["name"] for c in results["cells"]):
             continue
         out += ["", "### %s" % w["name"], "", w["desc"] + ".", "", workload_table(results, w["name"])]
-    noisy = [c for c in results["cells"] if c.get("other_cpu_cores", 0) > NOISY_CORES]
+    mine = [c for c in results["cells"] if not iface or iface_of(c["workload"]) == iface]
+    noisy = [c for c in mine if c.get("other_cpu_cores", 0) > NOISY_CORES]
     if noisy:
         out += ["", "Cells during which other processes on the machine used more than %.2f CPU (their figures are "
                 "less reliable): %s." % (NOISY_CORES, ", ".join("%s/%s %.2f" % (c["contender"], c["workload"],
                                                                                 c["other_cpu_cores"]) for c in noisy))]
-    notes = [c for c in results["cells"] if c.get("note") or c.get("error_detail")]
+    notes = [c for c in mine if c.get("note") or c.get("error_detail")]
     if notes:
         out += ["", "Error details:", ""]
         for c in notes:
-            out.append("- %s / %s: %s%s" % (c["contender"], c["workload"],
-                                             ", ".join("%s=%s" % kv for kv in c.get("error_detail", {}).items()),
-                                             (" " + c["note"]) if c.get("note") else ""))
+            out.append("- %s / %s: %s%s%s" % (c["contender"], c["workload"],
+                                               ", ".join("%s=%s" % kv for kv in c.get("error_detail", {}).items()),
+                                               (" " + c["note"]) if c.get("note") else "",
+                                               (" (first: %s)" % c["first_error"]) if c.get("first_error") else ""))
+    failed = [c for c in mine if c.get("status") == "failed"]
+    if failed:
+        out += ["", "Failed cells:", ""]
+        for c in failed:
+            out.append("- %s / %s: %s" % (c["contender"], c["workload"], c.get("error", "?")))
     return "\n".join(out) + "\n"
 
 
@@ -857,7 +1093,7 @@ def render_chart(results, path):
     if not wl:
         return
     names = [c["name"] for c in CONTENDERS if any(x["contender"] == c["name"] for x in results["cells"])]
-    colors = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
+    colors = {n: plt.cm.tab20(i % 20) for i, n in enumerate(names)}
     cols = 3
     rows = (len(wl) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.2 * rows), squeeze=False)
@@ -866,7 +1102,7 @@ def render_chart(results, path):
         ys = [n for n in names if n in cells]
         vals = [cells[n]["rps"] for n in ys]
         bars = ax.barh(range(len(ys)), vals, color=[colors[n] for n in ys],
-                       edgecolor=["black" if n.startswith("caddy-wsgi") else "none" for n in ys])
+                       edgecolor=["black" if n.startswith(("caddy-wsgi", "caddy-asgi")) else "none" for n in ys])
         for bar, n in zip(bars, ys):
             if not is_peer(n):
                 bar.set_hatch("//")
@@ -875,7 +1111,7 @@ def render_chart(results, path):
         ax.set_yticklabels(ys, fontsize=8)
         ax.invert_yaxis()
         ax.set_title("%s (c=%d)" % (w["name"], next(iter(cells.values()))["connections"]), fontsize=10)
-        ax.set_xlabel("requests/s", fontsize=8)
+        ax.set_xlabel(rate_name(w).replace("req/s", "requests/s"), fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
         top = max(vals) if vals else 1
         for i, v in enumerate(vals):
@@ -891,16 +1127,22 @@ def render_chart(results, path):
     plt.close(fig)
 
 
-def write_docs(results):
+ASGI_ONLY = "--only %s --workloads %s" % (",".join(c["name"] for c in CONTENDERS if c.get("iface") == "asgi"),
+                                          ",".join(ASGI_WORKLOADS))
+
+
+def write_docs(results, results_dir=None):
     m = results["meta"]
     mach = m["machine"]
     out = ["# Benchmarks", ""]
     out.append("The suite in [`bench/`](../bench) measures caddy-wsgi against the usual ways of serving a WSGI app, "
+               "and its `asgi` directive against those of serving an ASGI app ([ASGI](#asgi) below), "
                "all on the same machine in one run. This page is generated from the last run by "
                "`bench/run.sh --write-docs`; the run itself was `%s`." % m["command"])
-    out += ["", "## Run it", "", "```sh", "bench/run.sh                  # the full suite with the defaults below (about 13 min on 2 CPUs)",
-            "bench/run.sh --quick          # smoke run: 1 s cells, 5 workloads",
+    out += ["", "## Run it", "", "```sh", "bench/run.sh                  # the full suite with the defaults below (about 16 min on 2 CPUs)",
+            "bench/run.sh --quick          # smoke run: 1 s cells, %d workloads" % sum(1 for w in WORKLOADS if w.get("quick")),
             "bench/run.sh --only caddy-wsgi,gunicorn-sync --workloads hello,django",
+            "bench/run.sh %s   # the ASGI part alone (about 3 min)" % ASGI_ONLY,
             "bench/run.sh --procs 2 --threads 2 --duration 5 --connections 64 --big-connections 4 --warmup 1",
             "bench/run.sh --write-docs     # regenerate this page from bench/results/latest.json",
             "bench/run.sh --list           # contenders and workloads",
@@ -909,7 +1151,8 @@ def write_docs(results):
             "```", "",
             "It installs what is missing: a venv at `bench/.venv` with the pins of `bench/requirements.txt` "
             "(uWSGI is built by pip; if that fails the run goes on without it), `wrk` and `h2load` "
-            "(`apt-get install wrk nghttp2-client`), and caddy with this module (`scripts/build-caddy.sh "
+            "(`apt-get install wrk nghttp2-client`), the WebSocket load generator `bench/.build/wsload` (`go build` "
+            "of [`bench/wsload/`](../bench/wsload), its own Go module), and caddy with this module (`scripts/build-caddy.sh "
             "bench/.build/caddy`, rebuilt on every run so that it measures the current tree; `CADDY_BIN` "
             "overrides it, `--no-build` skips the build). Results go to `bench/results/<timestamp>.{md,json}` and "
             "`bench/results/latest.{md,json,png}`. Only 127.0.0.1 is used; every server runs in its own "
@@ -967,12 +1210,7 @@ def write_docs(results):
             "`<app>` is `app:application` (stdlib routes), `flask_app:application` or `django_app:application`, "
             "all in [`bench/apps/`](../bench/apps); every Caddyfile in [`bench/caddy/`](../bench/caddy) imports "
             "`common.caddy` and takes its ports and options from `BENCH_*` environment variables.", ""]
-    for name, info in m["contenders"].items():
-        out.append("- **%s**: %s" % (name, info["desc"].replace("N", str(a["procs"])).replace("T", str(a["threads"]))))
-        for cmd in info["commands"]:
-            out.append("  - `%s`" % cmd)
-        if info.get("status"):
-            out.append("  - %s" % info["status"])
+    out += docs_contenders(m, "wsgi")
     out += ["", "The Caddyfiles (`{$VAR}` is an environment variable, set by the driver):", ""]
     for name in ("common.caddy", "wsgi.Caddyfile", "proxy.Caddyfile", "respond.Caddyfile", "snake.Caddyfile"):
         path = CADDYFILES / name
@@ -989,6 +1227,8 @@ def write_docs(results):
             cmd = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", cell["load_cmd"])
             example[cell["workload"]] = cmd.replace(str(BENCH), "bench")
     for w in WORKLOADS:
+        if w.get("iface", "wsgi") != "wsgi":
+            continue
         out.append("- **%s** (`%s`): %s." % (w["name"], w["path"], w["desc"]))
         if w["name"] in example:
             out.append("  `%s`" % example[w["name"]])
@@ -996,14 +1236,93 @@ def write_docs(results):
     if notes.exists():
         out += ["", "## Observations", "", notes.read_text().strip()]
     out += ["", "## Results", "", "![requests/s per workload and contender](benchmarks.png)", ""]
-    md = results["markdown"]
-    out.append(md.split("\n", 2)[2] if md.startswith("# ") else md)
+    if has_iface(results, "wsgi"):
+        md = render_markdown(results, "wsgi")
+        out.append(md.split("\n", 2)[2])
+    else:
+        out.append("The WSGI workloads were not part of this run.")
+    out += docs_asgi_section(results, example)
     DOCS.mkdir(exist_ok=True)
     (DOCS / "benchmarks.md").write_text("\n".join(out).rstrip() + "\n")
-    png = RESULTS / ("%s.png" % m["timestamp"])
+    png = Path(results_dir or RESULTS) / ("%s.png" % m["timestamp"])
     if png.exists():
         shutil.copyfile(png, DOCS / "benchmarks.png")
     log("wrote %s and %s" % (DOCS / "benchmarks.md", DOCS / "benchmarks.png"))
+
+
+def docs_contenders(m, iface):
+    """The contenders of the run that serve iface (the Caddy reference with WSGI), with their commands."""
+    a, out = m["args"], []
+    for name, info in m["contenders"].items():
+        ci = CONTENDER.get(name, {}).get("iface", "wsgi")
+        if ci != iface and not (ci is None and iface == "wsgi"):
+            continue
+        out.append("- **%s**: %s" % (name, info["desc"].replace("N", str(a["procs"])).replace("T", str(a["threads"]))))
+        for cmd in info["commands"]:
+            out.append("  - `%s`" % cmd)
+        if info.get("status"):
+            out.append("  - %s" % info["status"])
+    return out
+
+
+def docs_asgi_section(results, example):
+    """The ASGI section of docs/benchmarks.md: caddy-asgi against Uvicorn (alone and behind Caddy),
+    Granian ASGI and Hypercorn, with the ratios of the issue's targets."""
+    m = results["meta"]
+    a, mach = m["args"], m["machine"]
+    out = ["## ASGI", "",
+           "caddy-asgi (the `asgi` directive: the same managed pool, each worker running one asyncio event loop) "
+           "against the usual ways of serving an ASGI app: Uvicorn alone and behind Caddy `reverse_proxy`, Granian "
+           "(`--interface asgi`) and Hypercorn. The targets: on `asgi-hello`, **≥ 1.0× Granian ASGI alone** and "
+           "**≥ 2× Caddy → Uvicorn**. The WSGI contenders do not run these workloads, nor the ASGI ones the WSGI "
+           "workloads; Caddy `respond` is again the reference on hello world.", ""]
+    if not has_iface(results, "asgi"):
+        return out + ["Not measured in the run this page comes from (the full suite runs it; `bench/run.sh %s` "
+                      "runs the ASGI part alone)." % ASGI_ONLY, ""]
+    v = m["versions"]
+    out += ["### ASGI method", "",
+            "- Same as above: %d Python processes per contender, %d s per cell after a %d s warm-up, c=%d, wrk for "
+            "the HTTP rows, every server on 127.0.0.1." % (a["procs"], a["duration"], a["warmup"], a["connections"]),
+            "- Event loops: every server runs uvloop. Uvicorn with `--loop uvloop --http httptools --ws "
+            "websockets-sansio` (what `uvicorn[standard]` picks on its own), Granian `--loop uvloop`, Hypercorn "
+            "`-k uvloop`; caddy-asgi uses uvloop when the app's venv has it, as `bench/.venv` does.",
+            "- Concurrency per worker: caddy-asgi runs as many requests and WebSockets at once per worker as the "
+            "directive's default allows (the suite does not set it); Uvicorn and Hypercorn have no limit by default; "
+            "Granian's backpressure is its default (backlog ÷ workers).",
+            "- **ws-echo**: [`bench/wsload`](../bench/wsload) (Go, gorilla/websocket) opens c=%d WebSocket "
+            "connections to `/ws` of the raw ASGI app; each sends a 13-byte text message and reads its echo, back to "
+            "back, for the cell's duration, then closes with a close frame. **round trips/s** = echoes received "
+            "and checked ÷ the time from the start to the last echo; latency = from the write of the message to "
+            "the end of the read of its echo (percentiles from a log-linear histogram, under 1.6 %% error); "
+            "**errors** = failed connects, read/write errors, timeouts (10 s), wrong echoes and closes by the "
+            "server. Before the load, one echo round trip on one connection must succeed, or the cell is "
+            "recorded as failed with the reason." % a["connections"],
+            "- Ratios in the summary and its table: caddy-asgi's value ÷ the named peer's (above 1 on rates: "
+            "caddy-asgi is faster); in the per-workload tables, as above, each value ÷ the best peer's.", ""]
+    out += ["| ASGI package | version |", "|---|---|"]
+    for k, ver in (v.get("pip_asgi") or {}).items():
+        out.append("| %s | %s |" % (k, ver))
+    out += ["| bench/wsload | %s |" % v.get("wsload", "?"), ""]
+    wsl = m.get("wsload") or {}
+    if wsl and not wsl.get("available", True):
+        out += ["**bench/wsload** did not build, so the ws-echo cells failed:", "", "```", wsl.get("reason", ""), "```", ""]
+    out += ["### ASGI contenders and their exact commands", "",
+            "`<app>` is `asgi_app:app` (a raw ASGI 3 app: `/hello` and the `/ws` echo) or `fastapi_app:app`, "
+            "both in [`bench/apps/`](../bench/apps). `proxy.Caddyfile` is the one above.", ""]
+    out += docs_contenders(m, "asgi")
+    path = CADDYFILES / "asgi.Caddyfile"
+    out += ["", "<details><summary>bench/caddy/asgi.Caddyfile</summary>", "", "```caddy", path.read_text().rstrip(),
+            "```", "", "</details>", "", "### ASGI workloads", ""]
+    for w in WORKLOADS:
+        if w.get("iface") != "asgi":
+            continue
+        out.append("- **%s** (`%s`): %s." % (w["name"], w["path"], w["desc"]))
+        if w["name"] in example:
+            out.append("  `%s`" % example[w["name"]])
+    out += ["", "### ASGI results", ""]
+    md = render_markdown(results, "asgi")
+    out.append(md.split("\n", 2)[2])
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1028,9 +1347,10 @@ def run_group(env, c, group, todo, info):
             try:
                 res = run_cell(env, w, server)
                 res.update(contender=c["name"], workload=w["name"], status="ok")
-                log("%-24s %-12s %10s req/s  p50 %7.2f  p99 %8.2f  max %8.1f ms  err %d  cpu %.3f s/1k  "
+                log("%-24s %-12s %10s %s  p50 %7.2f  p99 %8.2f  max %8.1f ms  err %d  cpu %.3f s/1k  "
                     "rss %.0f/%s MiB  workers %d%s  other %.2f cores  (%.0fs)" % (
-                        c["name"], w["name"], "{:,.0f}".format(res["rps"]), res["p50_ms"] or 0,
+                        c["name"], w["name"], "{:,.0f}".format(res["rps"]), "rt/s " if w.get("tool") == "wsload" else "req/s",
+                        res["p50_ms"] or 0,
                         res["p99_ms"] or 0, res["max_ms"] or 0, res["errors"], res["cpu_s_per_1k"] or 0,
                         res["rss_front_mib"], "%.0f" % res["rss_worker_max_mib"] if res["rss_worker_max_mib"] else "-",
                         res["workers"], ("  %.0f MiB/s" % res["mib_s"]) if res.get("mib_s") else "",
@@ -1069,6 +1389,7 @@ def parse_args(argv):
     p.add_argument("--write-docs", action="store_true", help="write docs/benchmarks.md from bench/results/latest.json and exit")
     p.add_argument("--results", help="with --write-docs: the results JSON to use (default bench/results/latest.json)")
     p.add_argument("--list", action="store_true", help="list contenders and workloads and exit")
+    p.add_argument("--out", help="directory of the results (default bench/results; a smoke run can keep them apart)")
     a = p.parse_args(argv)
     if a.quick:
         a.duration = 1 if "--duration" not in " ".join(argv) else a.duration
@@ -1091,11 +1412,14 @@ def main(argv):
         for w in WORKLOADS:
             log("workload  %-24s %s%s" % (w["name"], w["desc"], " [quick]" if w.get("quick") else ""))
         return 0
+    global RESULTS
+    if a.out:
+        RESULTS = Path(a.out).resolve()
     if a.write_docs:
         path = Path(a.results) if a.results else RESULTS / "latest.json"
         if not path.exists():
             raise SystemExit("no %s: run bench/run.sh first" % path)
-        write_docs(json.loads(path.read_text()))
+        write_docs(json.loads(path.read_text()), path.parent)
         return 0
 
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -1106,14 +1430,18 @@ def main(argv):
     prepare_data(env)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
 
-    versions = dict(caddy=first_line([env.caddy, "version"]), pip=pip_versions(),
-                    wrk=first_line(["wrk", "--version"]).split(" Copyright")[0], h2load=first_line(["h2load", "--version"]))
-    snake, uw = snake_status(env), uwsgi_status()
+    versions = dict(caddy=first_line([env.caddy, "version"]), pip=pip_versions(), pip_asgi=pip_versions(PIP_ASGI),
+                    wrk=first_line(["wrk", "--version"]).split(" Copyright")[0], h2load=first_line(["h2load", "--version"]),
+                    wsload=wsload_version())
+    snake, uw, wsl = snake_status(env), uwsgi_status(), wsload_status(env)
     log("== versions")
     log("caddy (caddy-wsgi): %s" % versions["caddy"])
     for k, v in versions["pip"].items():
         log("%s: %s" % (k, v))
-    log("wrk: %s; h2load: %s" % (versions["wrk"], versions["h2load"]))
+    log("ASGI: %s" % ", ".join("%s %s" % kv for kv in versions["pip_asgi"].items() if kv[0] != "granian"))
+    log("wrk: %s; h2load: %s; wsload: %s" % (versions["wrk"], versions["h2load"], versions["wsload"]))
+    if not wsl["available"]:
+        log("wsload: NOT AVAILABLE (the ws-echo cells will fail)\n  " + wsl["reason"].replace("\n", "\n  "))
     log("caddy-snake: %s" % (snake.get("version") if snake["available"] else "NOT AVAILABLE\n  " + snake["reason"].replace("\n", "\n  ")))
     if not uw["available"]:
         log("uwsgi: NOT AVAILABLE\n  " + uw["reason"].replace("\n", "\n  "))
@@ -1123,7 +1451,7 @@ def main(argv):
     contenders = [c for c in CONTENDERS if not a.only or c["name"] in a.only]
     results = dict(meta=dict(
         timestamp=stamp, command="bench/run.sh " + " ".join(shlex.quote(x) for x in argv), args=vars(a),
-        machine=machine_info(), versions=versions, caddy_snake=snake, uwsgi=uw,
+        machine=machine_info(), versions=versions, caddy_snake=snake, uwsgi=uw, wsload=wsl,
         git=first_line(["sh", "-c", "cat %s/.git/HEAD 2>/dev/null" % ROOT]),
         contenders={}, workloads=[w["name"] for w in workloads]), cells=[])
     head = (ROOT / ".git" / "HEAD")
@@ -1135,7 +1463,7 @@ def main(argv):
     except OSError:
         results["meta"]["git"] = "?"
 
-    ncells = sum(1 for c in contenders for w in workloads if c["kind"] in w["kinds"])
+    ncells = sum(1 for c in contenders for w in workloads if applies(c, w))
     log("== %d contenders x %d workloads: %d cells of %d s (+%d s warm-up)" % (len(contenders), len(workloads), ncells,
                                                                               a.duration, a.warmup))
     for c in contenders:
@@ -1148,9 +1476,10 @@ def main(argv):
             skip = "skipped: uWSGI did not install"
         if skip:
             info["status"] = skip
-        for group in ("plain", "flask", "django"):
-            mine = [w for w in workloads if w["group"] == group]
-            todo = [w for w in mine if c["kind"] in w["kinds"]]
+        for group in GROUP_APP:
+            # the workloads of another interface get no cell at all; those of the same one, n/a
+            mine = [w for w in workloads if w["group"] == group and same_iface(c, w)]
+            todo = [w for w in mine if applies(c, w)]
             for w in mine:
                 if w not in todo:
                     results["cells"].append(dict(contender=c["name"], workload=w["name"], status="n/a"))
@@ -1194,10 +1523,12 @@ def main(argv):
     order = {c["name"]: i for i, c in enumerate(CONTENDERS)}
     results["cells"].sort(key=lambda c: (list(WORKLOAD).index(c["workload"]), order[c["contender"]]))
     results["meta"]["elapsed_s"] = time.time() - t_start
-    results["summary"] = summary_line(results)
+    results["summary"] = summary_line(results) if has_iface(results, "wsgi") else ""
+    results["summary_asgi"] = summary_asgi(results)
+    results["asgi_ratios"] = asgi_ratios(results)
     md = render_markdown(results)
     results["markdown"] = md
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / ("%s.md" % stamp)).write_text(md)
     (RESULTS / "latest.md").write_text(md)
     js = json.dumps(results, indent=1, default=str)

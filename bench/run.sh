@@ -3,12 +3,16 @@
 #   bench/run.sh                 full run (defaults: --procs 2 --threads 2 --duration 5 --connections 64)
 #   bench/run.sh --quick         smoke run (1 s cells, fewer workloads)
 #   bench/run.sh --only caddy-wsgi,gunicorn-sync --workloads hello,django
+#   bench/run.sh --only caddy-asgi,caddy+uvicorn,uvicorn,granian-asgi,hypercorn \
+#                --workloads asgi-hello,fastapi-json,ws-echo      (the ASGI part alone)
 #   bench/run.sh --write-docs    regenerate docs/benchmarks.md from bench/results/latest.json
 #   bench/run.sh --list          contenders and workloads
 # Extra options handled here: --no-build (use bench/.build/caddy as it is), --retry-snake (try the
 # caddy-snake build again). Everything else goes to bench/run.py (see --help).
 # Installs what is missing: bench/.venv (bench/requirements.txt), wrk and h2load (apt), caddy with
-# this module (scripts/build-caddy.sh bench/.build/caddy, or $CADDY_BIN).
+# this module (scripts/build-caddy.sh bench/.build/caddy, or $CADDY_BIN), and builds the WebSocket
+# load generator bench/.build/wsload from bench/wsload (its own Go module; if it fails to build, the
+# run goes on and the ws-echo cells fail with the reason).
 set -euo pipefail
 bench=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$bench")
@@ -74,6 +78,16 @@ if [ "$setup" = 1 ]; then
       echo "caddy build failed (log: $build/caddy-build.log)" >&2
       exit 1
     fi
+  fi
+
+  # --- bench/wsload: the WebSocket load generator (Go, its own module; go build caches) -------
+  say "building $build/wsload (bench/wsload)"
+  rm -f "$build/wsload.err"
+  if ! (cd "$bench/wsload" && go build -trimpath -buildvcs=false -o "$build/wsload" .) > "$build/wsload-build.log" 2>&1; then
+    tail -n 12 "$build/wsload-build.log" | sed -E 's#https?://[^/ ]+#<GOPROXY>#g' > "$build/wsload.err"
+    rm -f "$build/wsload"
+    say "bench/wsload did not build; the run goes on and the ws-echo cells will fail:"
+    sed 's/^/   /' "$build/wsload.err"
   fi
 
   # --- caddy-snake: tried once (3 minutes at most); the failure is remembered ---------------
