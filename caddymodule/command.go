@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -68,7 +69,42 @@ for "caddy run --config caddy.json", or convert the same settings to a Caddyfile
 (see docs/options.md).
 `
 
+const asgiServerUsage = `[--listen <addr> | -b <addr> | --host <host> --port <port>] [--domain <example.com>] [-w <n>] ` +
+	`[--max-concurrency <n>] [--lifespan auto|on|off] [--timeout <d>] [--graceful-timeout <d>] ` +
+	`[--max-requests <n>] [--max-requests-jitter <n>] [--chdir <dir>] [--venv <dir>] [--python <path>] ` +
+	`[--pythonpath <dirs>] [-e KEY=VALUE]... [--static /prefix/=<dir>]... [--reload] [--preload] ` +
+	`[--access-log] [--access-logfile -|<file>] [--log-level <level>] [--admin <addr>|off] [--print-config] <module:app>`
+
+const asgiServerLong = `
+Serves a Python ASGI 3 application (FastAPI, Starlette, Django's ASGI handler) from a pool of
+worker processes managed by Caddy, as "gunicorn -k uvicorn.workers.UvicornWorker" or
+"uvicorn --workers" do, with Caddy's HTTP/1.1, HTTP/2, WebSockets and automatic HTTPS in
+front:
+
+  caddy asgi-server -w 4 --host 0.0.0.0 --port 8000 main:app
+
+Every flag of "caddy wsgi-server" works the same (see "caddy help wsgi-server"), except
+--threads, -k and --worker-connections. Each worker runs one asyncio event loop (uvloop
+when installed) with up to --max-concurrency requests and WebSockets at once (default
+1000). --lifespan auto (default), on or off: the ASGI lifespan protocol runs in each
+worker; a failing startup keeps that worker out of rotation and is logged. --host and
+--port are Uvicorn's spelling of --listen.
+
+WebSockets are accepted over HTTP/1.1, and over HTTP/2 (RFC 8441) when Caddy runs with
+GODEBUG=http2xconnect=1, as for Caddy's reverse_proxy.
+`
+
 func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "asgi-server",
+		Usage: asgiServerUsage,
+		Short: "Serve a Python ASGI app (FastAPI, Starlette, Django) from Caddy-managed workers",
+		Long:  asgiServerLong,
+		CobraFunc: func(cmd *cobra.Command) {
+			addASGIServerFlags(cmd.Flags())
+			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdASGIServer)
+		},
+	})
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "wsgi-server",
 		Usage: wsgiServerUsage,
@@ -83,13 +119,28 @@ func init() {
 
 // addWSGIServerFlags defines the flags of `caddy wsgi-server` on fs.
 func addWSGIServerFlags(fs *pflag.FlagSet) {
+	addServerFlags(fs)
+	fs.Int("threads", 0, "Threads per worker (default 1)")
+	fs.StringP("worker-class", "k", "", "sync (default) or gevent")
+	fs.Int("worker-connections", 0, "With -k gevent: concurrent requests per worker (default 100)")
+}
+
+// addASGIServerFlags defines the flags of `caddy asgi-server` on fs: those of wsgi-server
+// without threads and worker classes, plus Uvicorn's --host, --port and --lifespan.
+func addASGIServerFlags(fs *pflag.FlagSet) {
+	addServerFlags(fs)
+	fs.String("host", "", "Uvicorn's spelling: the address to listen on (default 127.0.0.1)")
+	fs.Int("port", 0, "Uvicorn's spelling: the port to listen on (default 8000)")
+	fs.Int("max-concurrency", 0, "Concurrent requests and WebSockets per worker (default 1000)")
+	fs.String("lifespan", "", "ASGI lifespan: auto (default), on or off")
+}
+
+// addServerFlags defines the flags both subcommands share.
+func addServerFlags(fs *pflag.FlagSet) {
 	fs.StringP("listen", "l", "", "Address to listen on (default 127.0.0.1:8000, or :443 with --domain)")
 	fs.StringP("bind", "b", "", "Gunicorn's name for --listen (HOST:PORT, :PORT or unix:PATH)")
 	fs.StringP("domain", "d", "", "Domain name to serve with automatic HTTPS")
 	fs.IntP("workers", "w", 0, "Worker processes (default $WEB_CONCURRENCY, else the number of CPUs)")
-	fs.Int("threads", 0, "Threads per worker (default 1)")
-	fs.StringP("worker-class", "k", "", "sync (default) or gevent")
-	fs.Int("worker-connections", 0, "With -k gevent: concurrent requests per worker (default 100)")
 	fs.StringP("timeout", "t", "", "Per-request deadline, seconds or a duration; 0 disables (default 30s)")
 	fs.String("graceful-timeout", "", "How long stopping workers may finish requests, seconds or a duration (default 30s)")
 	fs.Int64("max-requests", 0, "Recycle a worker after this many requests (default 0: never)")
@@ -111,6 +162,15 @@ func addWSGIServerFlags(fs *pflag.FlagSet) {
 
 func cmdWSGIServer(fl caddycmd.Flags) (int, error) {
 	cfg, summary, err := wsgiServerConfig(fl.FlagSet, fl.Args(), os.Getenv)
+	return runServer(fl, cfg, summary, err)
+}
+
+func cmdASGIServer(fl caddycmd.Flags) (int, error) {
+	cfg, summary, err := asgiServerConfig(fl.FlagSet, fl.Args(), os.Getenv)
+	return runServer(fl, cfg, summary, err)
+}
+
+func runServer(fl caddycmd.Flags, cfg *caddy.Config, summary wsgiServerSummary, err error) (int, error) {
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
@@ -126,26 +186,39 @@ func cmdWSGIServer(fl caddycmd.Flags) (int, error) {
 	if err := caddy.Run(cfg); err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
-	caddy.Log().Info("serving WSGI app", zap.String("app", summary.app), zap.String("address", summary.address))
+	caddy.Log().Info("serving "+summary.kind+" app", zap.String("app", summary.app), zap.String("address", summary.address))
 	select {}
 }
 
 // wsgiServerSummary is what the command logs once the server runs.
 type wsgiServerSummary struct {
-	app, address string
+	kind, app, address string
 }
 
 // wsgiServerConfig turns the parsed flags and the positional arguments into a Caddy
 // config. getenv reads WEB_CONCURRENCY and PORT.
 func wsgiServerConfig(fs *pflag.FlagSet, args []string, getenv func(string) string) (*caddy.Config, wsgiServerSummary, error) {
-	var sum wsgiServerSummary
+	return serverConfig(fs, args, getenv, false)
+}
+
+// asgiServerConfig is wsgiServerConfig for `caddy asgi-server`.
+func asgiServerConfig(fs *pflag.FlagSet, args []string, getenv func(string) string) (*caddy.Config, wsgiServerSummary, error) {
+	return serverConfig(fs, args, getenv, true)
+}
+
+func serverConfig(fs *pflag.FlagSet, args []string, getenv func(string) string, asgi bool) (*caddy.Config, wsgiServerSummary, error) {
+	sum := wsgiServerSummary{kind: "WSGI"}
+	command, example := "wsgi-server", "myproject.wsgi:application"
+	if asgi {
+		sum.kind, command, example = "ASGI", "asgi-server", "main:app"
+	}
 	str := func(name string) string { v, _ := fs.GetString(name); return v }
 	boolean := func(name string) bool { v, _ := fs.GetBool(name); return v }
 
 	// The app.
 	switch {
 	case len(args) == 0:
-		return nil, sum, fmt.Errorf("missing APP: caddy wsgi-server [flags] module:callable (e.g. myproject.wsgi:application)")
+		return nil, sum, fmt.Errorf("missing APP: caddy %s [flags] module:callable (e.g. %s)", command, example)
 	case len(args) > 1:
 		return nil, sum, fmt.Errorf("one APP expected, got %d arguments: %q (flags go before or after APP; quote values with spaces)", len(args), args)
 	}
@@ -168,21 +241,10 @@ func wsgiServerConfig(fs *pflag.FlagSet, args []string, getenv func(string) stri
 	} else if h.Workers < 1 {
 		return nil, sum, fmt.Errorf("--workers: %d is not a positive integer", h.Workers)
 	}
-	h.Threads, _ = fs.GetInt("threads")
-	if fs.Changed("threads") && h.Threads < 1 {
-		return nil, sum, fmt.Errorf("--threads: %d is not a positive integer", h.Threads)
-	}
-	h.WorkerClass = str("worker-class")
-	switch h.WorkerClass {
-	case "", "sync", "gevent":
-	case "gthread":
-		h.WorkerClass = "" // Gunicorn's threaded class is --threads here
-	default:
-		return nil, sum, fmt.Errorf("-k/--worker-class %q: want sync or gevent (gthread is --threads)", h.WorkerClass)
-	}
-	h.WorkerConnections, _ = fs.GetInt("worker-connections")
-	if fs.Changed("worker-connections") && h.WorkerConnections < 1 {
-		return nil, sum, fmt.Errorf("--worker-connections: %d is not a positive integer", h.WorkerConnections)
+	if !asgi {
+		if err := workerFlags(fs, &h); err != nil {
+			return nil, sum, err
+		}
 	}
 
 	// Timeouts: Gunicorn takes seconds; a Caddy duration works too.
@@ -243,9 +305,15 @@ func wsgiServerConfig(fs *pflag.FlagSet, args []string, getenv func(string) stri
 		}
 		routes = append(routes, r)
 	}
-	routes = append(routes, caddyhttp.Route{
-		HandlersRaw: []json.RawMessage{caddyconfig.JSONModuleObject(h, "handler", "wsgi", nil)},
-	})
+	handler := caddyconfig.JSONModuleObject(h, "handler", "wsgi", nil)
+	if asgi {
+		a, err := asgiFlags(fs, h)
+		if err != nil {
+			return nil, sum, err
+		}
+		handler = caddyconfig.JSONModuleObject(a, "handler", "asgi", nil)
+	}
+	routes = append(routes, caddyhttp.Route{HandlersRaw: []json.RawMessage{handler}})
 
 	// Listener and HTTPS.
 	listen := str("listen")
@@ -254,6 +322,19 @@ func wsgiServerConfig(fs *pflag.FlagSet, args []string, getenv func(string) stri
 			return nil, sum, fmt.Errorf("--listen %q and -b/--bind %q disagree: give one", listen, bind)
 		}
 		listen = bind
+	}
+	if asgi && (fs.Changed("host") || fs.Changed("port")) {
+		if listen != "" {
+			return nil, sum, fmt.Errorf("--host/--port and --listen/-b both set the address: give one")
+		}
+		host, port := str("host"), 8000
+		if fs.Changed("port") {
+			port, _ = fs.GetInt("port")
+		}
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		listen = net.JoinHostPort(host, strconv.Itoa(port))
 	}
 	if listen != "" {
 		var err error
@@ -343,6 +424,51 @@ func wsgiServerConfig(fs *pflag.FlagSet, args []string, getenv func(string) stri
 		cfg.Admin.Listen = admin
 	}
 	return cfg, sum, nil
+}
+
+// workerFlags reads wsgi-server's --threads, -k and --worker-connections into h.
+func workerFlags(fs *pflag.FlagSet, h *WSGI) error {
+	h.Threads, _ = fs.GetInt("threads")
+	if fs.Changed("threads") && h.Threads < 1 {
+		return fmt.Errorf("--threads: %d is not a positive integer", h.Threads)
+	}
+	h.WorkerClass, _ = fs.GetString("worker-class")
+	switch h.WorkerClass {
+	case "", "sync", "gevent":
+	case "gthread":
+		h.WorkerClass = "" // Gunicorn's threaded class is --threads here
+	default:
+		if strings.Contains(strings.ToLower(h.WorkerClass), "uvicorn") || h.WorkerClass == "asgi" {
+			return fmt.Errorf("-k/--worker-class %q: ASGI apps run with `caddy asgi-server APP`", h.WorkerClass)
+		}
+		return fmt.Errorf("-k/--worker-class %q: want sync or gevent (gthread is --threads)", h.WorkerClass)
+	}
+	h.WorkerConnections, _ = fs.GetInt("worker-connections")
+	if fs.Changed("worker-connections") && h.WorkerConnections < 1 {
+		return fmt.Errorf("--worker-connections: %d is not a positive integer", h.WorkerConnections)
+	}
+	return nil
+}
+
+// asgiFlags wraps h in the asgi handler with asgi-server's own flags.
+func asgiFlags(fs *pflag.FlagSet, h WSGI) (ASGI, error) {
+	a := ASGI{WSGI: h}
+	a.MaxConcurrency, _ = fs.GetInt("max-concurrency")
+	if fs.Changed("max-concurrency") && (a.MaxConcurrency < 1 || a.MaxConcurrency > 10000) {
+		return a, fmt.Errorf("--max-concurrency: %d is not an integer from 1 to 10000", a.MaxConcurrency)
+	}
+	a.Lifespan, _ = fs.GetString("lifespan")
+	switch a.Lifespan {
+	case "", "auto", "on", "off":
+	default:
+		return a, fmt.Errorf("--lifespan %q: want auto, on or off", a.Lifespan)
+	}
+	if fs.Changed("port") {
+		if p, _ := fs.GetInt("port"); p < 1 || p > 65535 {
+			return a, fmt.Errorf("--port: %d is not a port number", p)
+		}
+	}
+	return a, nil
 }
 
 // flagDuration parses Gunicorn's seconds ("30", "2.5") or a Caddy duration ("1m30s").

@@ -315,7 +315,7 @@ func (m *WSGI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Han
 // requestInfo gathers what Caddy knows about r: the client address under
 // trusted_proxies, the request target before rewrites, and a prefix Caddy stripped.
 func requestInfo(r *http.Request, scriptName string) wsgihandler.Request {
-	info := wsgihandler.Request{ScriptName: scriptName}
+	var info wsgihandler.Request // a configured script_name is the handler's to strip
 	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {
 		info.ClientIP = ip
 	}

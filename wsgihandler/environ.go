@@ -15,7 +15,7 @@ import (
 type Request struct {
 	ClientIP   string // REMOTE_ADDR; default: the peer address
 	RawURI     string // RAW_URI, the request target as received; default r.RequestURI
-	ScriptName string // SCRIPT_NAME (decoded); PATH_INFO is r.URL.Path without it
+	ScriptName string // SCRIPT_NAME (decoded): a prefix already stripped from r.URL.Path
 	Scheme     string // wsgi.url_scheme; default https under TLS, else http
 }
 
@@ -78,13 +78,13 @@ func cgiName(name string) string {
 func (h *Handler) writeEnviron(fw *protocol.RequestWriter, r *http.Request, info Request, contentLength int64, streamed bool) error {
 	fw.Add("REQUEST_METHOD", r.Method)
 	path := r.URL.Path
-	script := info.ScriptName
+	script := strings.TrimSuffix(info.ScriptName, "/") // already stripped from the path
 	if script == "" {
-		script = h.scriptName
-	}
-	script = strings.TrimSuffix(script, "/")
-	if script != "" && (path == script || strings.HasPrefix(path, script+"/")) {
-		path = path[len(script):]
+		// The configured script_name is still part of the path: strip it once.
+		script = strings.TrimSuffix(h.scriptName, "/")
+		if script != "" && (path == script || strings.HasPrefix(path, script+"/")) {
+			path = path[len(script):]
+		}
 	}
 	fw.Add("SCRIPT_NAME", script)
 	fw.Add("PATH_INFO", path)
