@@ -391,3 +391,54 @@ func TestWSGIServerWorkerClass(t *testing.T) {
 		t.Fatalf("eventlet: %v", err)
 	}
 }
+
+func asgiServerRun(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	fs := pflag.NewFlagSet("asgi-server", pflag.ContinueOnError)
+	fs.SetOutput(new(strings.Builder))
+	addASGIServerFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return "", err
+	}
+	cfg, _, err := asgiServerConfig(fs, fs.Args(), func(string) string { return "" })
+	if err != nil {
+		return "", err
+	}
+	b, err := json.Marshal(cfg)
+	return string(b), err
+}
+
+func TestASGIServerFlags(t *testing.T) {
+	out, err := asgiServerRun(t, "--host", "0.0.0.0", "--port", "9001", "-w", "3", "--max-concurrency", "250", "--lifespan", "on", "main:app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"handler":"asgi"`, `"app":"main:app"`, `"workers":3`, `"max_concurrency":250`, `"lifespan":"on"`, `"listen":["0.0.0.0:9001"]`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("config lacks %s:\n%s", want, out)
+		}
+	}
+	if out, err = asgiServerRun(t, "main:app"); err != nil || !strings.Contains(out, `"listen":["127.0.0.1:8000"]`) {
+		t.Errorf("default listener: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--lifespan", "maybe", "main:app"}, "--lifespan"},
+		{[]string{"--port", "70000", "main:app"}, "--port"},
+		{[]string{"--max-concurrency", "0", "main:app"}, "--max-concurrency"},
+		{[]string{"--host", "0.0.0.0", "--listen", ":9000", "main:app"}, "--host/--port"},
+		{[]string{}, "caddy asgi-server"},
+	} {
+		if _, err := asgiServerRun(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one naming %s", tc.args, err, tc.want)
+		}
+	}
+	if _, err := asgiServerRun(t, "--threads", "4", "main:app"); err == nil {
+		t.Error("--threads is not an asgi-server flag")
+	}
+	if _, err := wsgiServerRun(t, nil, "-k", "uvicorn.workers.UvicornWorker", "main:app"); err == nil || !strings.Contains(err.Error(), "caddy asgi-server") {
+		t.Errorf("-k uvicorn in wsgi-server should point to asgi-server: %v", err)
+	}
+}

@@ -336,3 +336,52 @@ func TestASGIWebSocketHTTP2(t *testing.T) {
 	waitMarker(t, c, "closes", "4004 client h2 bye", 10*time.Second)
 	conn.Close()
 }
+
+// TestASGIServerFastAPIExample is the issue's "done when": the FastAPI example, with a
+// WebSocket chat, served by one `caddy asgi-server` line with Uvicorn's flag spellings.
+func TestASGIServerFastAPIExample(t *testing.T) {
+	t.Parallel()
+	c := ecoStart(t, "", nil, func(c *Caddy) []string {
+		return []string{"asgi-server", "--venv", venvDir(), "--chdir", filepath.Join(repoRoot(), "examples", "fastapi"),
+			"-w", "1", "--host", "127.0.0.1", "--port", fmt.Sprint(c.Port), "--admin", c.Admin, "main:app"}
+	})
+	if body := waitStatus(t, c.URL+"/", 200, 60*time.Second); !strings.Contains(string(body), "new WebSocket") {
+		t.Errorf("GET /: %.300q", body)
+	}
+	_, body := get(t, c.URL+"/api/items/7?name=bolt")
+	var item struct {
+		ID   int    `json:"id"`
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal(body, &item); err != nil || item.ID != 7 || item.Name != "bolt" {
+		t.Errorf("GET /api/items/7: %s (%v)", body, err)
+	}
+	url := fmt.Sprintf("ws://127.0.0.1:%d/ws/chat", c.Port)
+	a := dialWS(t, url)
+	defer a.Close()
+	b := dialWS(t, url)
+	defer b.Close()
+	// Both are in the room once b hears its own message.
+	b.WriteMessage(gws.TextMessage, []byte("b joined"))
+	for {
+		_, m, err := b.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m) == "b joined" {
+			break
+		}
+	}
+	a.WriteMessage(gws.TextMessage, []byte("hello from a"))
+	for _, conn := range []*gws.Conn{a, b} {
+		for {
+			_, m, err := conn.ReadMessage()
+			if err != nil {
+				t.Fatalf("chat: %v", err)
+			}
+			if string(m) == "hello from a" {
+				break
+			}
+		}
+	}
+}
