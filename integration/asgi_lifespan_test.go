@@ -148,3 +148,34 @@ func TestASGIDisconnectTimeoutTrailers(t *testing.T) {
 		t.Errorf("trailers: body %q, trailer %v", body, resp.Trailer)
 	}
 }
+
+// TestASGIEventLoop: uvloop runs the loop when the app's environment has it (the test
+// venv), asyncio's own loop otherwise (a bare interpreter). An app without lifespan
+// support gets one log line, not a failure (lifespan auto).
+func TestASGIEventLoop(t *testing.T) {
+	t.Parallel()
+	c := startCaddy(t, globalBlock()+`http://127.0.0.1:{PORT} {
+	handle_path /venv/* {
+		asgi asgi_loop_probe:app {
+			python {VENV}/bin/python
+			chdir {APPS}
+			workers 1
+		}
+	}
+	handle_path /bare/* {
+		asgi asgi_loop_probe:app {
+			python {PYTHON}
+			chdir {APPS}
+			workers 1
+		}
+	}
+}
+`)
+	if body := waitStatus(t, c.URL+"/venv/", 200, 60*time.Second); !strings.HasPrefix(string(body), "uvloop.") {
+		t.Errorf("with uvloop installed the loop is %q", body)
+	}
+	if body := waitStatus(t, c.URL+"/bare/", 200, 60*time.Second); !strings.HasPrefix(string(body), "asyncio.") {
+		t.Errorf("without uvloop the loop is %q", body)
+	}
+	c.WaitLog(t, "ASGI lifespan unsupported by the app (lifespan auto), going on", 10*time.Second)
+}

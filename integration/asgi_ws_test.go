@@ -285,6 +285,19 @@ func TestASGIWebSocketHTTP2(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// Trailers over HTTP/2 come in a trailing HEADERS frame.
+	req, _ := http.NewRequest("GET", url+"/raw/", nil)
+	req.Host = host
+	if resp, err := cl.Do(req); err != nil {
+		t.Errorf("GET /raw/ over h2: %v", err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "part one, part two" || resp.Trailer.Get("X-Checksum") != "abc123" {
+			t.Errorf("h2 trailers: body %q, trailer %v", body, resp.Trailer)
+		}
+	}
+
 	open := func() (*websocket.Conn, *http.Response) {
 		pr, pw := io.Pipe()
 		req, _ := http.NewRequest(http.MethodConnect, url+"/ws/echo", pr)

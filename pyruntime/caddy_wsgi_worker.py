@@ -1747,6 +1747,8 @@ def _start_lifespan(worker, mode):
         worker.state.clear()
         return None
     if lifespan.error is None and failure == 'the app returned without answering' and mode == 'auto':
+        sys.stderr.write('ASGI lifespan unsupported by the app (lifespan auto), going on: '
+                         'it returned without answering lifespan.startup\n')
         worker.state.clear()
         return None
     return 'ASGI lifespan startup failed: %s' % failure
