@@ -42,7 +42,9 @@ func NewConn(f *os.File) (*Conn, error) {
 		c.Close()
 		return nil, fmt.Errorf("worker channel is a %T, not a unix socket", c)
 	}
-	return &Conn{uc: uc, buf: make([]byte, readBufSize), oob: make([]byte, syscall.CmsgSpace(4*8))}, nil
+	// The read buffer comes with the first read: an ASGI worker has up to thousands of
+	// channels, most of them never used.
+	return &Conn{uc: uc, oob: make([]byte, syscall.CmsgSpace(4*8))}, nil
 }
 
 // Raw returns the underlying socket, for deadlines.
@@ -51,7 +53,7 @@ func (c *Conn) Raw() *net.UnixConn { return c.uc }
 // ReadFrame returns the next frame. The payload aliases an internal buffer and is valid
 // until the next call.
 func (c *Conn) ReadFrame() (Type, []byte, error) {
-	if cap(c.buf) > keepBufSize && c.r == c.w {
+	if c.buf == nil || cap(c.buf) > keepBufSize && c.r == c.w {
 		c.buf, c.r, c.w = make([]byte, readBufSize), 0, 0
 	}
 	if err := c.fill(HeaderSize); err != nil {

@@ -1326,9 +1326,9 @@ class AsgiChannel:
                 _violation(e)
             kind = AsgiWebSocket if flags & FLAG_WEBSOCKET else AsgiHTTP
             ex = self.latest = kind(self, parts, flags, body)
-            ex.done.add_done_callback(self._next)
             self.queue.append(ex)
             if len(self.queue) == 1:
+                ex.running = True
                 self.loop.create_task(ex.run())
             return
         ex = self.latest if ftype == CANCEL else (self.queue[0] if self.queue else None)
@@ -1339,11 +1339,13 @@ class AsgiChannel:
                 _violation(e)
         # else: a frame for an exchange that is over; PROTOCOL.md says to ignore it
 
-    def _next(self, _):
-        """The running exchange is over: start the one pipelined behind it."""
+    def ended(self):
+        """The running exchange wrote its last frame: start the one pipelined behind it."""
         self.queue.popleft()
         if self.queue:
-            self.loop.create_task(self.queue[0].run())
+            ex = self.queue[0]
+            ex.running = True
+            self.loop.create_task(ex.run())
 
 
 def _asgi_scope(parts, state, websocket):
@@ -1351,32 +1353,34 @@ def _asgi_scope(parts, state, websocket):
     order received (ASGI keeps duplicates apart, unlike the environ)."""
     env = {}
     headers = []
-    for i in range(0, len(parts), 2):
-        key = parts[i]
-        if key[:1] == '~':
-            headers.append((key[1:].encode('latin-1'), parts[i + 1].encode('latin-1')))
+    it = iter(parts)
+    for key, value in zip(it, it):
+        if key[0] == '~':
+            headers.append((key[1:].encode('latin-1'), value.encode('latin-1')))
         else:
-            env[key] = parts[i + 1]
-    path = env.get('PATH_INFO', '')
-    root = env.get('SCRIPT_NAME', '')
-    raw = env.get('RAW_URI', '').split('?', 1)[0]
-    scheme = env.get('wsgi.url_scheme', 'http')
+            env[key] = value
+    path = env['PATH_INFO']
+    root = env['SCRIPT_NAME']
+    if root:
+        path = root + path
+    raw = env.get('RAW_URI', '').split('?', 1)[0] or path
+    scheme = env['wsgi.url_scheme']
     port = env.get('REMOTE_PORT')
     scope = {
         'type': 'http',
         'asgi': _ASGI_VERSION,
-        'http_version': _ASGI_HTTP_VERSIONS.get(env.get('SERVER_PROTOCOL'), '1.1'),
-        'method': env.get('REQUEST_METHOD', 'GET'),
+        'http_version': _ASGI_HTTP_VERSIONS.get(env['SERVER_PROTOCOL'], '1.1'),
+        'method': env['REQUEST_METHOD'],
         'scheme': scheme,
         # ASGI paths are full paths (root_path included) decoded as UTF-8.
-        'path': (root + path).encode('latin-1').decode('utf-8', 'replace'),
-        'raw_path': (raw or root + path).encode('latin-1'),
-        'query_string': env.get('QUERY_STRING', '').encode('latin-1'),
-        'root_path': root.encode('latin-1').decode('utf-8', 'replace'),
+        'path': path if path.isascii() else path.encode('latin-1').decode('utf-8', 'replace'),
+        'raw_path': raw.encode('latin-1'),
+        'query_string': env['QUERY_STRING'].encode('latin-1'),
+        'root_path': root if root.isascii() else root.encode('latin-1').decode('utf-8', 'replace'),
         'headers': headers,
-        'client': (env.get('REMOTE_ADDR', ''), int(port)) if port else None,
-        'server': (env.get('SERVER_NAME', ''), int(env.get('SERVER_PORT') or 0)),
-        'state': state.copy(),
+        'client': (env['REMOTE_ADDR'], int(port)) if port else None,
+        'server': (env['SERVER_NAME'], int(env['SERVER_PORT'] or 0)),
+        'state': state.copy() if state else {},
     }
     if websocket:
         scope['type'] = 'websocket'
@@ -1393,26 +1397,43 @@ def _asgi_scope(parts, state, websocket):
     return scope
 
 
+_STATUS_LINES = {s.value: ('%d %s' % (s.value, s.phrase)).encode('latin-1') for s in HTTPStatus}
+
+
+def _asgi_header_block(status, headers):
+    """The HEADERS block of http.response.start: status line, then the byte-string pairs.
+    A NUL would shift the pairs Caddy reads, so it is refused."""
+    parts = [_STATUS_LINES.get(status) or b'%d Unknown' % status]
+    for name, value in headers:
+        parts.append(name)
+        parts.append(value)
+    block = b'\0'.join(parts)
+    if block.count(b'\0') != len(parts) - 1:
+        raise ValueError('an ASGI response header holds a NUL byte')
+    return block
+
+
 class AsgiExchange:
     """What HTTP requests and WebSockets share: the end of the exchange. The channel is
     free for the next REQUEST as soon as the last frame of the exchange is written, even
     if the app goes on (background tasks, an app that ignores a disconnect)."""
 
+    __slots__ = ('chan', 'over', 'running')
+
     def __init__(self, chan):
         self.chan = chan
-        self.done = chan.loop.create_future()
-
-    @property
-    def over(self):
-        return self.done.done()
+        self.over = False  # the last frame is written
+        self.running = False  # the app was called (an exchange may wait behind another)
 
     def _end(self, frame=None):
-        """Write the exchange's last frame (once) and free the channel."""
-        if self.done.done():
+        """Write the exchange's last frame (once) and free the channel. Only the running
+        exchange writes: one cancelled while queued ends when its turn comes."""
+        if self.over or not self.running:
             return
         if frame is not None:
             self.chan.write(frame)
-        self.done.set_result(None)
+        self.over = True
+        self.chan.ended()
 
     def _raised(self):
         """The app raised: ERROR ends the exchange, or, when it is over, the log has it."""
@@ -1426,9 +1447,12 @@ class AsgiExchange:
 class AsgiHTTP(AsgiExchange):
     """One HTTP request: receive() and send() for the app, frames for Caddy."""
 
+    __slots__ = ('scope', 'stream', 'body', 'body_done', 'disconnected', 'data', 'early',
+                 'waiters', 'status', 'headers', 'trailers', 'started', 'finished')
+
     def __init__(self, chan, parts, flags, body):
         AsgiExchange.__init__(self, chan)
-        self.scope = _asgi_scope(parts, chan.worker.state, False)
+        self.scope = _asgi_scope(parts, chan.worker.state, False) if parts is not None else None
         self.stream = bool(flags & FLAG_STREAM)
         self.body = body
         self.body_done = False
@@ -1503,14 +1527,8 @@ class AsgiHTTP(AsgiExchange):
         if kind == 'http.response.start':
             if self.status is not None:
                 raise RuntimeError('http.response.start sent twice')
-            status = int(message['status'])
-            try:
-                reason = HTTPStatus(status).phrase
-            except ValueError:
-                reason = 'Unknown'
-            self.status = '%d %s' % (status, reason)
-            self.headers = [(bytes(n).decode('latin-1'), bytes(v).decode('latin-1'))
-                            for n, v in message.get('headers', ())]
+            self.status = status = int(message['status'])
+            self.headers = _asgi_header_block(status, message.get('headers', ()))
             self.trailers = bool(message.get('trailers', False))
             return
         if kind == 'http.response.body':
@@ -1532,7 +1550,7 @@ class AsgiHTTP(AsgiExchange):
             return  # the client left; receive() tells the app
         if not self.started:
             self.started = True
-            block = _header_block(self.status, self.headers)
+            block = self.headers
             if not more and not self.trailers:
                 self._end(encode_headers(FLAG_FINAL, block, body))
                 self._wake()
@@ -1563,6 +1581,9 @@ class AsgiHTTP(AsgiExchange):
             self._wake()
 
     async def run(self):
+        if self.disconnected:  # cancelled while it waited behind another exchange
+            self._end(encode_error('the client went away'))
+            return
         try:
             await self.chan.worker.app(self.scope, self.receive, self.send)
         except Exception:
@@ -1656,14 +1677,12 @@ class AsgiWebSocket(AsgiExchange):
             if self.state != 'connecting':
                 raise RuntimeError('websocket.http.response.start after the handshake')
             self.state = 'denying'
-            self.denial = AsgiHTTP(self.chan, [], 0, b'')
+            self.denial = _Denial(self)
             await self.denial.send(dict(message, type='http.response.start'))
         elif kind == 'websocket.http.response.body':
             if self.state != 'denying':
                 raise RuntimeError('websocket.http.response.body without its start')
             await self.denial.send(dict(message, type='http.response.body'))
-            if self.denial.over:
-                self._end()
         else:
             raise RuntimeError('unexpected ASGI message %r' % kind)
 
@@ -1679,6 +1698,23 @@ class AsgiWebSocket(AsgiExchange):
             self._end(encode_error('the ASGI app returned in the middle of a denial response'))
         else:
             self._end(_END_FRAME)
+
+
+class _Denial(AsgiHTTP):
+    """The HTTP response refusing a WebSocket (the websocket.http.response extension): its
+    end is the WebSocket exchange's end."""
+
+    __slots__ = ('parent',)
+
+    def __init__(self, parent):
+        AsgiHTTP.__init__(self, parent.chan, None, 0, b'')
+        self.parent = parent
+        self.running = True
+
+    def _end(self, frame=None):
+        if not self.over:
+            self.over = True
+            self.parent._end(frame)
 
 
 class Lifespan:

@@ -1,0 +1,229 @@
+"""The ASGI channel without sockets: frames in through data_received, frames out through a
+recording transport. Covers the exchange rules of PROTOCOL.md's ASGI section."""
+
+import asyncio
+import unittest
+
+from worker_harness import w
+
+w.asyncio = asyncio  # the runtime imports asyncio lazily, in _serve_asgi
+
+ENV = [('REQUEST_METHOD', 'GET'), ('SCRIPT_NAME', '/app'), ('PATH_INFO', '/caf\xc3\xa9'),
+       ('QUERY_STRING', 'a=1'), ('RAW_URI', '/app/caf%C3%A9?a=1'), ('SERVER_PROTOCOL', 'HTTP/2.0'),
+       ('wsgi.url_scheme', 'https'), ('SERVER_NAME', '127.0.0.1'), ('SERVER_PORT', '8443'),
+       ('REMOTE_ADDR', '10.0.0.1'), ('REMOTE_PORT', '5555'), ('~host', 'example.com'),
+       ('~x-dup', 'one'), ('~x-dup', 'two'), ('~sec-websocket-protocol', 'chat, v2')]
+
+
+class Transport:
+    def __init__(self):
+        self.out = bytearray()
+
+    def write(self, data):
+        self.out += data
+
+    def frames(self):
+        frames, pos = [], 0
+        while pos < len(self.out):
+            ftype, fields, pos = w.decode_frame(bytes(self.out), pos)
+            frames.append((ftype, fields))
+        self.out.clear()
+        return frames
+
+
+def run(test):
+    asyncio.run(asyncio.wait_for(test(), 5))
+
+
+async def settle():
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def channel(app):
+    worker = w.AsgiWorker(app, {'lifespan': 'off'}, asyncio.get_running_loop())
+    worker.state = {'db': 'pool'}
+    chan = w.AsgiChannel(worker)
+    t = Transport()
+    chan.connection_made(t)
+    return chan, t
+
+
+class AsgiChannelTest(unittest.TestCase):
+
+    def test_scope_and_one_frame_response(self):
+        seen = {}
+
+        async def app(scope, receive, send):
+            seen.update(scope)
+            await send({'type': 'http.response.start', 'status': 201, 'headers': [(b'x-a', b'1')]})
+            await send({'type': 'http.response.body', 'body': b'hi'})
+
+        async def test():
+            chan, t = channel(app)
+            chan.data_received(w.encode_request(0, ENV))
+            await settle()
+            self.assertEqual(t.frames(), [(w.HEADERS, (w.FLAG_FINAL, '201 Created', [('x-a', '1')], b'hi'))])
+        run(test)
+        self.assertEqual(seen['path'], '/app/caf\xe9')
+        self.assertEqual(seen['root_path'], '/app')
+        self.assertEqual(seen['raw_path'], b'/app/caf%C3%A9')
+        self.assertEqual(seen['http_version'], '2')
+        self.assertEqual(seen['server'], ('127.0.0.1', 8443))
+        self.assertEqual(seen['client'], ('10.0.0.1', 5555))
+        self.assertEqual(seen['headers'][1:3], [(b'x-dup', b'one'), (b'x-dup', b'two')])
+        self.assertEqual(seen['state'], {'db': 'pool'})
+
+    def test_cancel_of_a_queued_request_waits_its_turn(self):
+        release = None
+
+        async def app(scope, receive, send):
+            if scope['path'] == '/app/first':
+                await release
+            await send({'type': 'http.response.start', 'status': 200})
+            await send({'type': 'http.response.body', 'body': scope['path'].encode()})
+
+        async def test():
+            nonlocal release
+            release = asyncio.get_running_loop().create_future()
+            chan, t = channel(app)
+            first = [p if p[0] != 'PATH_INFO' else ('PATH_INFO', '/first') for p in ENV]
+            chan.data_received(w.encode_request(0, first) + w.encode_request(0, ENV) + w.encode_cancel())
+            await settle()
+            self.assertEqual(t.frames(), [], 'nothing may be written while the first one runs')
+            release.set_result(None)
+            await settle()
+            frames = t.frames()
+            self.assertEqual([f[0] for f in frames], [w.HEADERS, w.ERROR])
+            self.assertEqual(frames[0][1][3], b'/app/first')
+        run(test)
+
+    def test_background_task_frees_the_channel(self):
+        seen = []
+
+        async def app(scope, receive, send):
+            await send({'type': 'http.response.start', 'status': 200})
+            await send({'type': 'http.response.body', 'body': b'done'})
+            self.assertEqual((await receive())['type'], 'http.request')
+            # After the response, receive() answers at once: nothing more will come.
+            self.assertEqual(await receive(), {'type': 'http.disconnect'})
+            seen.append('disconnect')
+            await asyncio.sleep(3600)  # a background task that outlives the response
+
+        async def test():
+            chan, t = channel(app)
+            chan.data_received(w.encode_request(0, ENV))
+            await settle()
+            chan.data_received(w.encode_request(0, ENV))
+            await settle()
+            self.assertEqual([f[0] for f in t.frames()], [w.HEADERS, w.HEADERS])
+        run(test)
+        self.assertEqual(seen, ['disconnect', 'disconnect'])
+
+    def test_trailers(self):
+        async def app(scope, receive, send):
+            self.assertIn('http.response.trailers', scope['extensions'])
+            await send({'type': 'http.response.start', 'status': 200, 'trailers': True})
+            await send({'type': 'http.response.body', 'body': b'x'})
+            await send({'type': 'http.response.trailers', 'headers': [(b'x-sum', b'9')]})
+
+        async def test():
+            chan, t = channel(app)
+            chan.data_received(w.encode_request(0, ENV))
+            await settle()
+            frames = t.frames()
+            self.assertEqual([f[0] for f in frames], [w.HEADERS, w.TRAILERS, w.END])
+            self.assertEqual(frames[1][1], ('', [('x-sum', '9')]))
+        run(test)
+
+    def test_nul_in_a_header_is_an_error(self):
+        async def app(scope, receive, send):
+            await send({'type': 'http.response.start', 'status': 200, 'headers': [(b'x', b'a\0b')]})
+
+        async def test():
+            chan, t = channel(app)
+            chan.data_received(w.encode_request(0, ENV))
+            await settle()
+            self.assertEqual([f[0] for f in t.frames()], [w.ERROR])
+        run(test)
+
+    def test_websocket(self):
+        got = []
+
+        async def app(scope, receive, send):
+            self.assertEqual(scope['type'], 'websocket')
+            self.assertEqual(scope['scheme'], 'wss')
+            self.assertEqual(scope['subprotocols'], ['chat', 'v2'])
+            self.assertEqual(await receive(), {'type': 'websocket.connect'})
+            await send({'type': 'websocket.accept', 'subprotocol': 'v2', 'headers': [(b'x-a', b'1')]})
+            msg = await receive()
+            got.append(msg)
+            await send({'type': 'websocket.send', 'text': msg['text'].upper()})
+            got.append(await receive())
+            with self.assertRaises(w.ClientDisconnected):
+                await send({'type': 'websocket.send', 'bytes': b'late'})
+
+        async def test():
+            chan, t = channel(app)
+            chan.data_received(w.encode_request(w.FLAG_WEBSOCKET, ENV))
+            await settle()
+            self.assertEqual(t.frames(), [(w.WS_ACCEPT, ('v2', [('x-a', '1')]))])
+            chan.data_received(w.encode_frame(w.WS_RECEIVE, b'\x00hello'))
+            await settle()
+            self.assertEqual(t.frames(), [(w.WS_SEND, (False, b'HELLO'))])
+            chan.data_received(w.encode_ws_close(w.WS_DISCONNECT, 4000, 'bye'))
+            await settle()
+            self.assertEqual([f[0] for f in t.frames()], [w.END])
+        run(test)
+        self.assertEqual(got, [{'type': 'websocket.receive', 'text': 'hello'},
+                               {'type': 'websocket.disconnect', 'code': 4000, 'reason': 'bye'}])
+
+    def test_websocket_close_before_accept(self):
+        async def app(scope, receive, send):
+            await receive()
+            await send({'type': 'websocket.close', 'code': 1008})
+
+        async def test():
+            chan, t = channel(app)
+            chan.data_received(w.encode_request(w.FLAG_WEBSOCKET, ENV))
+            await settle()
+            self.assertEqual(t.frames(), [(w.WS_CLOSE, (1008, '')), (w.END, ())])
+        run(test)
+
+
+class LifespanTest(unittest.TestCase):
+
+    def start(self, app, mode):
+        loop = asyncio.new_event_loop()
+        try:
+            asyncio.set_event_loop(loop)  # 3.9: asyncio.Queue binds to the current loop
+            worker = w.AsgiWorker(app, {'lifespan': mode}, loop)
+            return w._start_lifespan(worker, mode), worker.state
+        finally:
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.close()
+
+    def test_state_and_failure(self):
+        async def good(scope, receive, send):
+            await receive()
+            scope['state']['ready'] = True
+            await send({'type': 'lifespan.startup.complete'})
+            await receive()
+
+        async def failing(scope, receive, send):
+            await receive()
+            await send({'type': 'lifespan.startup.failed', 'message': 'no database'})
+
+        async def raising(scope, receive, send):
+            raise ValueError('lifespan? never heard of it')
+
+        self.assertEqual(self.start(good, 'auto'), (None, {'ready': True}))
+        self.assertIn('no database', self.start(failing, 'auto')[0])
+        self.assertIsNone(self.start(raising, 'auto')[0])
+        self.assertIn('never heard of it', self.start(raising, 'on')[0])
+
+
+if __name__ == '__main__':
+    unittest.main()
