@@ -107,23 +107,25 @@ func (p *Pool) handed(l *Lease) (*Lease, error) {
 	return l, nil
 }
 
-// takeIdleLocked leases an idle slot of the least busy worker.
+// takeIdleLocked leases an idle slot of the least busy worker: the slot it released
+// last, whose buffers are warm. The cost grows with the workers, not with their slots (an
+// ASGI worker has a thousand).
 func (p *Pool) takeIdleLocked(pipelinable bool) *Lease {
-	best := -1
-	for i := len(p.idle) - 1; i >= 0; i-- {
-		s := p.idle[i]
-		if best < 0 || s.worker.busy < p.idle[best].worker.busy {
-			best = i
-			if s.worker.busy == 0 {
+	var best *worker
+	for w := range p.workers {
+		if len(w.idle) > 0 && (best == nil || w.busy < best.busy) {
+			best = w
+			if w.busy == 0 {
 				break
 			}
 		}
 	}
-	if best < 0 {
+	if best == nil {
 		return nil
 	}
-	s := p.idle[best]
-	p.idle = append(p.idle[:best], p.idle[best+1:]...)
+	s := best.idle[len(best.idle)-1]
+	best.idle[len(best.idle)-1] = nil
+	best.idle = best.idle[:len(best.idle)-1]
 	return p.activateLocked(s, pipelinable)
 }
 
@@ -250,5 +252,5 @@ func (p *Pool) offerLocked(s *Slot) {
 		p.refillLocked(s) // under load, the next request waits in the worker, not here
 		return
 	}
-	p.idle = append(p.idle, s)
+	s.worker.idle = append(s.worker.idle, s)
 }

@@ -127,7 +127,6 @@ type Pool struct {
 	background []context.CancelCauseFunc
 
 	mu       sync.Mutex
-	idle     []*Slot
 	waiters  waitQueue
 	workers  map[*worker]struct{}
 	ewma     time.Duration // smoothed service time of an exchange, for pipelining
@@ -226,16 +225,7 @@ func (p *Pool) removeWorker(w *worker) {
 	w.dead.Store(true)
 	p.mu.Lock()
 	delete(p.workers, w)
-	kept := p.idle[:0]
-	for _, s := range p.idle {
-		if s.worker != w {
-			kept = append(kept, s)
-		}
-	}
-	for i := len(kept); i < len(p.idle); i++ {
-		p.idle[i] = nil
-	}
-	p.idle = kept
+	w.idle = nil
 	p.mu.Unlock()
 }
 

@@ -28,6 +28,7 @@ type worker struct {
 	slots   []*Slot
 	dump    *os.File      // read end of the stack-dump pipe (faulthandler on SIGUSR1)
 	busy    int           // slots handed out; guarded by Pool.mu
+	idle    []*Slot       // slots ready for a request, last released last; guarded by Pool.mu
 	exited  chan struct{} // closed when the process has been reaped
 	exitErr error         // set before exited is closed
 	dead    atomic.Bool   // no new requests: exited, broken, retiring or stopped
