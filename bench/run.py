@@ -1139,6 +1139,10 @@ def write_docs(results, results_dir=None):
                "and its `asgi` directive against those of serving an ASGI app ([ASGI](#asgi) below), "
                "all on the same machine in one run. This page is generated from the last run by "
                "`bench/run.sh --write-docs`; the run itself was `%s`." % m["command"])
+    if m.get("asgi_run"):
+        # The ASGI rows came from a later run of the ASGI part, merged into these results.
+        out[-1] += (" The ASGI section comes from a separate run on the same machine, `%s` (%s, commit %s)."
+                    % (m["asgi_run"]["command"], m["asgi_run"]["timestamp"], m["asgi_run"]["git"]))
     out += ["", "## Run it", "", "```sh", "bench/run.sh                  # the full suite with the defaults below (about 16 min on 2 CPUs)",
             "bench/run.sh --quick          # smoke run: 1 s cells, %d workloads" % sum(1 for w in WORKLOADS if w.get("quick")),
             "bench/run.sh --only caddy-wsgi,gunicorn-sync --workloads hello,django",
