@@ -31,6 +31,6 @@ check:
 test: venv caddy check
 	go test -race -count=1 -timeout 25m ./...
 
-# The benchmark suite against the peers (about 13 minutes; see docs/benchmarks.md).
+# The benchmark suite against the peers, WSGI and ASGI (about 16 minutes; see docs/benchmarks.md).
 bench:
 	bench/run.sh
