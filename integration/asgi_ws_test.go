@@ -1,3 +1,7 @@
+// net/http's client refuses the :protocol pseudo-header of an extended CONNECT (RFC 8441);
+// x/net/http2's transport, deprecated for everything else, is the Go client that sends it.
+//lint:file-ignore SA1019 see above
+
 package integration
 
 import (
@@ -397,4 +401,78 @@ func TestASGIServerFastAPIExample(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestASGIWebSocketRestart: a rolling restart (admin API), and a reload that replaces the
+// pool, close open WebSockets with 1012 (service restart) at once, instead of holding the
+// old workers for graceful_timeout; the clients reconnect to the new workers.
+func TestASGIWebSocketRestart(t *testing.T) {
+	t.Parallel()
+	site := func(greeting string) string {
+		return globalBlock() + `http://127.0.0.1:{PORT} {
+	asgi asgi_ws_app:app {
+		python {VENV}/bin/python
+		chdir {APPS}
+		env MARKER_DIR {TMP}
+		env GREETING ` + greeting + `
+		workers 1
+		name ws-restart
+		graceful_timeout 60s
+	}
+}
+`
+	}
+	c := startCaddy(t, site("one"))
+	waitStatus(t, c.URL+"/state", 200, 60*time.Second)
+	url := fmt.Sprintf("ws://127.0.0.1:%d/ws/echo", c.Port)
+
+	expect1012 := func(conn *gws.Conn, what string, started time.Time) {
+		t.Helper()
+		conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		for {
+			_, _, err := conn.ReadMessage()
+			if err == nil {
+				continue
+			}
+			var ce *gws.CloseError
+			if !errors.As(err, &ce) || ce.Code != 1012 {
+				t.Errorf("%s: want close 1012, got %v", what, err)
+			}
+			if took := time.Since(started); took > 15*time.Second {
+				t.Errorf("%s: the close came after %v (graceful_timeout is 60s)", what, took)
+			}
+			return
+		}
+	}
+
+	conn := dialWS(t, url)
+	conn.WriteMessage(gws.TextMessage, []byte("before"))
+	conn.ReadMessage()
+	start := time.Now()
+	if code, body, err := adminDo(c, "POST", "/wsgi/pools/ws-restart/restart", nil); err != nil || code != 200 {
+		t.Fatalf("restart: %d %v %s", code, err, body)
+	}
+	expect1012(conn, "rolling restart", start)
+	conn.Close()
+	waitMarker(t, c, "closes", "1012", 10*time.Second) // the app saw the client's answer
+
+	again := dialWS(t, url)
+	again.WriteMessage(gws.TextMessage, []byte("after"))
+	if _, m, err := again.ReadMessage(); err != nil || string(m) != "after" {
+		t.Fatalf("after the restart: %q %v", m, err)
+	}
+	start = time.Now()
+	reloaded := make(chan error, 1)
+	go func() { // a changed block: a new pool, the old one stops
+		out, err := caddyReload(t, c, "Caddyfile.two", site("two"))
+		if err != nil {
+			err = fmt.Errorf("%v: %s", err, out)
+		}
+		reloaded <- err
+	}()
+	expect1012(again, "reload", start)
+	if err := <-reloaded; err != nil {
+		t.Errorf("caddy reload: %v", err)
+	}
+	again.Close()
 }

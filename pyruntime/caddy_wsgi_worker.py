@@ -1230,6 +1230,9 @@ _ASGI_VERSION = {'version': '3.0', 'spec_version': '2.4'}
 _HTTP_DISCONNECT = {'type': 'http.disconnect'}
 _ASGI_HTTP_VERSIONS = {'HTTP/1.0': '1.0', 'HTTP/1.1': '1.1', 'HTTP/2.0': '2', 'HTTP/3.0': '3'}
 _WS_GONE = 1006  # the close code when the client vanished without a close frame
+# Unread WebSocket messages a worker keeps per connection before it closes it with 1008.
+_WS_MAX_UNREAD = 1024
+_WS_MAX_UNREAD_BYTES = 16 * 1024 * 1024
 
 
 class AsgiWorker:
@@ -1609,14 +1612,26 @@ class AsgiWebSocket(AsgiExchange):
         self.state = 'connecting'  # accepted, closed, denying (an HTTP denial response)
         self.close_code = None  # set when the client closed or vanished
         self.denial = None  # an AsgiHTTP for a denial response
+        self.queued = 0  # bytes of unread messages in the inbox
+        self.overflow = False
 
     def on_frame(self, ftype, payload):
         if ftype == WS_RECEIVE:
             binary, data = _decode_ws_message(payload)
+            if self.overflow:
+                return  # closing: the app could not keep up
             if binary:
-                self.inbox.append({'type': 'websocket.receive', 'bytes': data})
+                self.inbox.append(({'type': 'websocket.receive', 'bytes': data}, len(data)))
             else:
-                self.inbox.append({'type': 'websocket.receive', 'text': data.decode('utf-8', 'replace')})
+                self.inbox.append(({'type': 'websocket.receive', 'text': data.decode('utf-8', 'replace')}, len(data)))
+            self.queued += len(data)
+            if len(self.inbox) > _WS_MAX_UNREAD or (self.queued > _WS_MAX_UNREAD_BYTES and len(self.inbox) > 1):
+                # A client outrunning an app that does not read: bound the memory, close
+                # with 1008 (the app still gets what was queued, then the disconnect).
+                self.overflow = True
+                if self.state == 'accepted' and not self.over:
+                    self.state = 'closed'
+                    self.chan.write(encode_ws_close(WS_CLOSE, 1008, 'too many unread messages'))
         elif ftype == WS_DISCONNECT:
             code, reason = decode_ws_close(payload)
             self._gone(code, reason)
@@ -1631,7 +1646,7 @@ class AsgiWebSocket(AsgiExchange):
         """The client closed or left: the exchange ends now, the app gets the disconnect."""
         if self.close_code is None:
             self.close_code = code
-            self.inbox.append({'type': 'websocket.disconnect', 'code': code, 'reason': reason})
+            self.inbox.append(({'type': 'websocket.disconnect', 'code': code, 'reason': reason}, 0))
         self._end(_END_FRAME)
 
     async def receive(self):
@@ -1643,7 +1658,9 @@ class AsgiWebSocket(AsgiExchange):
                 return {'type': 'websocket.disconnect', 'code': self.close_code, 'reason': ''}
             self.waiter = self.chan.loop.create_future()
             await self.waiter
-        return self.inbox.popleft()
+        message, size = self.inbox.popleft()
+        self.queued -= size
+        return message
 
     async def send(self, message):
         kind = message['type']

@@ -12,14 +12,15 @@ import (
 
 // Close codes (RFC 6455 §7.4.1).
 const (
-	CloseNormal        = 1000
-	CloseGoingAway     = 1001
-	CloseProtocolError = 1002
-	CloseNoStatus      = 1005 // never sent: a close frame without a code
-	CloseAbnormal      = 1006 // never sent: the connection dropped without a close frame
-	CloseInvalidData   = 1007
-	CloseTooBig        = 1009
-	CloseInternalError = 1011
+	CloseNormal         = 1000
+	CloseGoingAway      = 1001
+	CloseProtocolError  = 1002
+	CloseNoStatus       = 1005 // never sent: a close frame without a code
+	CloseAbnormal       = 1006 // never sent: the connection dropped without a close frame
+	CloseInvalidData    = 1007
+	CloseTooBig         = 1009
+	CloseInternalError  = 1011
+	CloseServiceRestart = 1012
 )
 
 // DefaultMaxMessage bounds a reassembled message: it must fit one channel frame.

@@ -108,7 +108,8 @@ func Accept(w http.ResponseWriter, r *http.Request, subprotocol string, extra ht
 		}
 	}
 	b.WriteString("\r\n")
-	if _, err := brw.Writer.WriteString(b.String()); err == nil {
+	_, err = brw.Writer.WriteString(b.String())
+	if err == nil {
 		err = brw.Writer.Flush()
 	}
 	if err != nil {

@@ -126,6 +126,8 @@ type Pool struct {
 	// background tasks (code watcher, autoscaler), stopped with the pool
 	background []context.CancelCauseFunc
 
+	stopped chan struct{} // closed when Stop begins
+
 	mu       sync.Mutex
 	waiters  waitQueue
 	workers  map[*worker]struct{}
@@ -160,7 +162,15 @@ func New(cfg Config) (*Pool, error) {
 		workers:  make(map[*worker]struct{}),
 		restarts: make(map[string]int64),
 		ready:    make(chan struct{}),
+		stopped:  make(chan struct{}),
 	}, nil
+}
+
+// Retiring returns two channels: one closed when the pool stops (a reload that changed it,
+// or Caddy stopping), one when the slot's worker retires (recycling, a rolling restart).
+// A long-lived exchange ends itself on either, so the drain does not wait for it.
+func (p *Pool) Retiring(s *Slot) (pool, worker <-chan struct{}) {
+	return p.stopped, s.worker.retiring
 }
 
 // Config returns the effective configuration.
@@ -269,6 +279,7 @@ func (p *Pool) Stop(ctx context.Context) error {
 	if p.stopping.Swap(true) {
 		return nil
 	}
+	close(p.stopped) // long-lived exchanges (WebSockets) are asked to end now
 	p.drain(ctx)
 	p.mu.Lock()
 	p.closed = true

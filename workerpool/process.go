@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -23,17 +24,20 @@ import (
 
 // worker is one Python process and its channels (one per thread).
 type worker struct {
-	pid     int
-	cmd     *exec.Cmd
-	slots   []*Slot
-	dump    *os.File      // read end of the stack-dump pipe (faulthandler on SIGUSR1)
-	busy    int           // slots handed out; guarded by Pool.mu
-	idle    []*Slot       // slots ready for a request, last released last; guarded by Pool.mu
-	exited  chan struct{} // closed when the process has been reaped
-	exitErr error         // set before exited is closed
-	dead    atomic.Bool   // no new requests: exited, broken, retiring or stopped
-	served  atomic.Int64
-	started time.Time
+	pid   int
+	cmd   *exec.Cmd
+	slots []*Slot
+	dump  *os.File // read end of the stack-dump pipe (faulthandler on SIGUSR1)
+	busy  int      // slots handed out; guarded by Pool.mu
+	idle  []*Slot  // slots ready for a request, last released last; guarded by Pool.mu
+
+	retiring   chan struct{} // closed when the worker starts retiring
+	retireOnce sync.Once
+	exited     chan struct{} // closed when the process has been reaped
+	exitErr    error         // set before exited is closed
+	dead       atomic.Bool   // no new requests: exited, broken, retiring or stopped
+	served     atomic.Int64
+	started    time.Time
 
 	maxRequests int64       // recycle after this many requests (0: never)
 	recycle     chan string // a reason to replace this worker; buffered, first one wins
@@ -98,7 +102,7 @@ func (c childFiles) close() {
 // spawn starts one worker, by exec or by a fork of the zygote, and waits until it has
 // imported the app.
 func (p *Pool) spawn() (*worker, error) {
-	w := &worker{exited: make(chan struct{}), recycle: make(chan string, 1), maxRequests: p.requestLimit()}
+	w := &worker{exited: make(chan struct{}), recycle: make(chan string, 1), maxRequests: p.requestLimit(), retiring: make(chan struct{})}
 	var child childFiles
 	defer func() { child.close() }()
 	for i := 0; i < p.cfg.Threads; i++ {

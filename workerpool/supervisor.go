@@ -201,6 +201,7 @@ func (s *supervisor) boot(ctx context.Context) *worker {
 func (p *Pool) retire(w *worker, reason string) {
 	w.stopReason.Store(&reason)
 	p.removeWorker(w)
+	w.retireOnce.Do(func() { close(w.retiring) })
 	deadline := time.Now().Add(p.cfg.GracefulTimeout)
 	if reason == "stop" {
 		// Stop already spent the grace period draining the pool.

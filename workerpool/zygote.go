@@ -109,7 +109,7 @@ func (p *Pool) startZygote() (*zygote, error) {
 	go func() { waited <- cmd.Wait() }()
 
 	// The zygote's READY uses the boot handshake of a worker.
-	boot := &worker{pid: z.pid, slots: []*Slot{{conn: ctl}}, dump: z.dump, exited: make(chan struct{})}
+	boot := &worker{pid: z.pid, slots: []*Slot{{conn: ctl}}, dump: z.dump, exited: make(chan struct{}), retiring: make(chan struct{})}
 	go func() { boot.exitErr = <-waited; close(boot.exited) }()
 	if err := boot.awaitReady(p.cfg.BootTimeout); err != nil {
 		if errors.Is(err, errBootTimeout) {

@@ -197,6 +197,25 @@ func (ex *wsExchange) relay(conn *websocket.Conn) (healthy bool) {
 		defer close(readerDone)
 		ex.forwardClient(conn)
 	}()
+	// A reload that replaces the pool, recycling or a restart retires the worker: the
+	// client is told to reconnect (1012), so the drain does not wait graceful_timeout.
+	watchDone, watcherDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watcherDone)
+		poolGone, workerGone := ex.h.pool.Retiring(ex.slot)
+		select {
+		case <-poolGone:
+		case <-workerGone:
+		case <-watchDone:
+			return
+		}
+		conn.WriteClose(websocket.CloseServiceRestart, "service restart")
+		select { // the client's answer ends the exchange; if it never comes, close
+		case <-time.After(closeWait):
+			conn.Close()
+		case <-watchDone:
+		}
+	}()
 	healthy = true
 	var closer *time.Timer // closes the connection if the client never answers our close
 	defer func() {
@@ -208,6 +227,8 @@ func (ex *wsExchange) relay(conn *websocket.Conn) (healthy bool) {
 		}
 		conn.Close()
 		<-readerDone
+		close(watchDone)
+		<-watcherDone
 		if closer != nil {
 			closer.Stop()
 		}

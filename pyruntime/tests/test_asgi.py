@@ -178,6 +178,24 @@ class AsgiChannelTest(unittest.TestCase):
         self.assertEqual(got, [{'type': 'websocket.receive', 'text': 'hello'},
                                {'type': 'websocket.disconnect', 'code': 4000, 'reason': 'bye'}])
 
+    def test_websocket_unread_messages_are_bounded(self):
+        async def app(scope, receive, send):
+            await receive()
+            await send({'type': 'websocket.accept'})
+            await asyncio.sleep(3600)  # never reads
+
+        async def test():
+            chan, t = channel(app)
+            chan.data_received(w.encode_request(w.FLAG_WEBSOCKET, ENV))
+            await settle()
+            t.frames()
+            chan.data_received(w.encode_frame(w.WS_RECEIVE, b'\x00m') * (w._WS_MAX_UNREAD + 10))
+            await settle()
+            self.assertEqual(t.frames(), [(w.WS_CLOSE, (1008, 'too many unread messages'))])
+            ex = chan.queue[0]
+            self.assertEqual(len(ex.inbox), w._WS_MAX_UNREAD + 1)
+        run(test)
+
     def test_websocket_close_before_accept(self):
         async def app(scope, receive, send):
             await receive()
