@@ -31,7 +31,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -197,41 +196,8 @@ func startUvicorn(t *testing.T, rootPath string) string {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	logs := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start uvicorn: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("uvicorn %s log:\n%s", addr, tail(logs.String(), 10000))
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case <-done:
-			t.Fatalf("uvicorn exited at start:\n%s", logs.String())
-		default:
-		}
-		if code, _, err := tryGet("http://"+addr+"/ready", 2*time.Second); err == nil && code == 200 {
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("uvicorn did not answer on %s within 30s:\n%s", addr, logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	startPeer(t, "uvicorn", cmd, addr)
+	return addr
 }
 
 // asgiProbe sends one raw request to addr and decodes the scope from the x-scope header.

@@ -135,11 +135,20 @@ func startGunicorn(t *testing.T) (addr string) {
 		}
 	}
 	cmd.Env = append(cmd.Env, "HOME="+t.TempDir())
+	startPeer(t, "gunicorn", cmd, addr)
+	return addr
+}
+
+// startPeer starts a reference server (Gunicorn, Uvicorn) for a differential test, waits
+// until it answers GET /ready on addr, and stops it (SIGTERM, then SIGKILL) at the end of
+// the test, logging its output if the test failed.
+func startPeer(t *testing.T, name string, cmd *exec.Cmd, addr string) {
+	t.Helper()
 	logs := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start gunicorn: %v", err)
+		t.Fatalf("start %s: %v", name, err)
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
@@ -152,21 +161,21 @@ func startGunicorn(t *testing.T) (addr string) {
 			<-done
 		}
 		if t.Failed() {
-			t.Logf("gunicorn log:\n%s", tail(logs.String(), 10000))
+			t.Logf("%s %s log:\n%s", name, addr, tail(logs.String(), 10000))
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
 		case <-done:
-			t.Fatalf("gunicorn exited at start:\n%s", logs.String())
+			t.Fatalf("%s exited at start:\n%s", name, logs.String())
 		default:
 		}
 		if code, _, err := tryGet("http://"+addr+"/ready", 2*time.Second); err == nil && code == 200 {
-			return addr
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("gunicorn did not answer on %s:\n%s", addr, logs.String())
+			t.Fatalf("%s did not answer on %s within 30s:\n%s", name, addr, logs.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

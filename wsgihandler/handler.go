@@ -300,23 +300,9 @@ func (ex *exchange) run(sendErr error) bool {
 		}
 	}()
 	for {
-		t, p, err := ex.conn.ReadFrame()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			if ex.h.asgi && !ex.expired {
-				ex.expire()
-				continue
-			}
-			ex.timedOut = true
-			return false
-		}
-		if err != nil {
-			return ex.workerLost(err)
-		}
-		if ex.expired {
-			if done, err := ex.drainExpired(t, p); done || err != nil {
-				return err == nil
-			}
-			continue
+		t, p, end, healthy := ex.readFrame()
+		if end {
+			return healthy
 		}
 		done, err := ex.handle(t, p)
 		if t == protocol.TypeBody || t == protocol.TypeFile || t == protocol.TypeRead {
@@ -333,6 +319,33 @@ func (ex *exchange) run(sendErr error) bool {
 			ex.finish()
 			return true
 		}
+	}
+}
+
+// readFrame returns the worker's next frame. end reports that the exchange is over
+// without one (past its deadline, the worker lost, or an expired ASGI exchange drained);
+// healthy is then what run returns.
+func (ex *exchange) readFrame() (t protocol.Type, p []byte, end, healthy bool) {
+	for {
+		t, p, err := ex.conn.ReadFrame()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if ex.h.asgi && !ex.expired {
+				ex.expire()
+				continue
+			}
+			ex.timedOut = true
+			return 0, nil, true, false
+		}
+		if err != nil {
+			return 0, nil, true, ex.workerLost(err)
+		}
+		if ex.expired {
+			if done, err := ex.drainExpired(t, p); done || err != nil {
+				return 0, nil, true, err == nil
+			}
+			continue
+		}
+		return t, p, false, false
 	}
 }
 

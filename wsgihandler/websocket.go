@@ -84,23 +84,9 @@ func (ex *wsExchange) run(sendErr error) bool {
 		return ex.workerLost(sendErr)
 	}
 	for {
-		t, p, err := ex.conn.ReadFrame()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			if !ex.expired {
-				ex.expire()
-				continue
-			}
-			ex.timedOut = true
-			return false
-		}
-		if err != nil {
-			return ex.workerLost(err)
-		}
-		if ex.expired {
-			if done, err := ex.drainExpired(t, p); done || err != nil {
-				return err == nil
-			}
-			continue
+		t, p, end, healthy := ex.readFrame()
+		if end {
+			return healthy
 		}
 		switch {
 		case t == protocol.TypeWSAccept:
