@@ -373,6 +373,10 @@ func TestASGIServerFastAPIExample(t *testing.T) {
 	if err := json.Unmarshal(body, &item); err != nil || item.ID != 7 || item.Name != "bolt" {
 		t.Errorf("GET /api/items/7: %s (%v)", body, err)
 	}
+	// max_concurrency defaults to 1000 requests and WebSockets per worker.
+	if p := mustPool(t, c, "main:app"); p.Threads != 1000 {
+		t.Errorf("asgi pool: %d channels per worker, want the default 1000", p.Threads)
+	}
 	url := fmt.Sprintf("ws://127.0.0.1:%d/ws/chat", c.Port)
 	a := dialWS(t, url)
 	defer a.Close()
