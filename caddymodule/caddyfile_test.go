@@ -84,3 +84,34 @@ func TestExampleDocumentsEveryOption(t *testing.T) {
 		}
 	}
 }
+
+func TestUnmarshalASGICaddyfile(t *testing.T) {
+	m := new(ASGI)
+	err := m.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`asgi main:app {
+		venv /srv/venv
+		workers 3
+		max_concurrency 250
+		lifespan on
+		timeout 10s
+	}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.App != "main:app" || m.Workers != 3 || m.MaxConcurrency != 250 || m.Lifespan != "on" || m.Venv != "/srv/venv" {
+		t.Errorf("parsed %+v", m)
+	}
+	for input, want := range map[string]string{
+		"asgi main:app {\n lifespan maybe\n}":      `lifespan: "maybe" is not auto, on or off, at Testfile:2`,
+		"asgi main:app {\n max_concurrency 0\n}":   `max_concurrency: "0" is not an integer from 1 to 10000, at Testfile:2`,
+		"asgi main:app {\n threads 4\n}":           `asgi: threads is set by the directive itself (use max_concurrency), at Testfile:2`,
+		"asgi main:app {\n worker_class gevent\n}": `asgi: worker_class is set by the directive itself (use max_concurrency), at Testfile:2`,
+		"asgi {\n workers 2\n}":                    `asgi needs an app: asgi module:callable`,
+		"asgi main:app {\n max_concurrency 1 2\n}": `max_concurrency takes one value, at Testfile:2`,
+	} {
+		m := new(ASGI)
+		err := m.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", input, err, want)
+		}
+	}
+}
