@@ -9,8 +9,9 @@ import (
 	"time"
 )
 
-// TestASGILifespan checks the lifespan protocol per worker: startup runs before the
-// worker takes requests and its state reaches every request; shutdown runs when Caddy
+// TestASGILifespan checks the lifespan protocol per worker (forked from a preloaded app:
+// each worker still runs its own startup): startup runs before the worker takes requests
+// and its state reaches every request; shutdown runs when Caddy
 // stops; a failing startup keeps the worker out of rotation and logs why; `lifespan off`
 // skips it.
 func TestASGILifespan(t *testing.T) {
@@ -41,6 +42,7 @@ func TestASGILifespan(t *testing.T) {
 			env MARKER_DIR {TMP}
 			workers 2
 			lifespan on
+			preload
 		}
 	}
 }

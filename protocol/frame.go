@@ -40,9 +40,10 @@ const (
 
 // Zygote control channel (preload).
 const (
-	TypeFork   Type = 0x30 // Caddy → zygote: u8 fd count; the fds in SCM_RIGHTS
-	TypeForked Type = 0x31 // zygote → Caddy: u32 pid
-	TypeExited Type = 0x32 // zygote → Caddy: u32 pid, i32 wait status
+	TypeFork    Type = 0x30 // Caddy → zygote: u32 fd count; the first ≤ 250 fds in SCM_RIGHTS
+	TypeForkFDs Type = 0x33 // Caddy → zygote: empty; the next ≤ 250 fds of a FORK
+	TypeForked  Type = 0x31 // zygote → Caddy: u32 pid
+	TypeExited  Type = 0x32 // zygote → Caddy: u32 pid, i32 wait status
 )
 
 // Flag bits.

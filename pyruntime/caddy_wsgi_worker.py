@@ -1159,7 +1159,22 @@ def _start_process(argv, mode):
     # Ours: fds 3..3+threads-1 (channels) and the dump pipe after them (worker), or fds 3
     # and 4 (zygote).
     _close_inherited(5 if mode == 'caddy-wsgi-zygote' else 3 + config['threads'] + 1)
+    if config['worker_class'] != 'sync':
+        _raise_nofile()
     return spec, config, boot_sock
+
+
+def _raise_nofile():
+    """ASGI and gevent workers hold up to thousands of channels: raise the soft limit on
+    open files to the hard one (as Go does for Caddy), so the app can still open files and
+    sockets above them. Go restores the original soft limit (often 1024) for children."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass  # keep the limit; Caddy checked that the channels fit in the hard one
 
 
 def main(argv):
@@ -1837,7 +1852,9 @@ def _serve_asgi(socks, app, config, hooks, info):
 # Zygote (preload): import once, fork workers on Caddy's request
 # ---------------------------------------------------------------------------------------
 
-_FORK_HEAD = struct.Struct('>IBB')
+_FORK_HEAD = struct.Struct('>IBI')
+FORK_FDS = 0x33  # Caddy -> zygote: empty; the next descriptors of a FORK
+_FORK_FD_BATCH = 250
 _EXITED = struct.Struct('>IBIi')
 _FORKED = struct.Struct('>IBI')
 
@@ -1883,19 +1900,30 @@ def _zygote(spec, config, control):
 def _recv_fork(control, config):
     """Read one FORK frame and its descriptors; EOF means Caddy is gone."""
     want = config['threads'] + 3
-    try:
-        msg, fds, _, _ = socket.recv_fds(control, _FORK_HEAD.size, want)
-    except OSError:
-        _peer_gone()
-    if not msg:
-        _peer_gone()
-    if len(msg) != _FORK_HEAD.size:
-        _violation('short FORK frame')
-    length, ftype, count = _FORK_HEAD.unpack(msg)
-    if ftype != FORK or length != 1 or count != want or len(fds) != want:
+    fds = []
+    head, expect = _FORK_HEAD, FORK
+    while True:
+        try:
+            msg, batch, _, _ = socket.recv_fds(control, head.size, _FORK_FD_BATCH)
+        except OSError:
+            _peer_gone()
+        fds += batch
+        if not msg:
+            _peer_gone()
+        if len(msg) != head.size:
+            _violation('short FORK frame')
+        fields = head.unpack(msg)
+        if fields[1] != expect or fields[0] != head.size - 5 or (expect == FORK and fields[2] != want):
+            for fd in fds:
+                os.close(fd)
+            _violation('bad FORK frame: type 0x%02x, %d fds' % (fields[1], len(fds)))
+        if len(fds) >= want:
+            break
+        head, expect = _HEAD, FORK_FDS  # the next batch of descriptors
+    if len(fds) != want:
         for fd in fds:
             os.close(fd)
-        _violation('bad FORK frame: type 0x%02x, %d fds' % (ftype, len(fds)))
+        _violation('FORK brought %d descriptors, want %d' % (len(fds), want))
     return fds
 
 

@@ -180,6 +180,9 @@ func (c Config) Validate() error {
 		if c.Threads > 10000 {
 			return fmt.Errorf("worker_connections %d is more than 10000", c.Threads)
 		}
+		if err := checkFileLimit(c.Threads); err != nil {
+			return err
+		}
 		switch c.Lifespan {
 		case "", "auto", "on", "off":
 		default:
@@ -230,4 +233,26 @@ func (c Config) credential() (*syscall.Credential, error) {
 	}
 	cred.Groups = []uint32{cred.Gid} // drop root's supplementary groups
 	return cred, nil
+}
+
+// fdHeadroom is what a worker keeps for itself and its app beyond its channels: the
+// interpreter, imports, database connections, outgoing requests.
+const fdHeadroom = 256
+
+// checkFileLimit refuses a worker whose channels would not leave the app room to open
+// files under the hard RLIMIT_NOFILE (workers raise their soft limit to it).
+func checkFileLimit(channels int) error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return nil
+	}
+	return fileLimitError(channels, lim.Max)
+}
+
+func fileLimitError(channels int, hard uint64) error {
+	if need := uint64(channels + fdHeadroom); hard < need {
+		return fmt.Errorf("%d channels per worker need %d open files, but RLIMIT_NOFILE allows %d: lower max_concurrency/worker_connections or raise the limit (LimitNOFILE= in systemd, ulimit -n)",
+			channels, need, hard)
+	}
+	return nil
 }

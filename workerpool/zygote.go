@@ -178,6 +178,9 @@ func (z *zygote) childExited(pid int, status syscall.WaitStatus) {
 	}
 }
 
+// forkFDBatch is how many descriptors go with one FORK or FORK_FDS frame.
+const forkFDBatch = 250
+
 // fork asks the zygote for a worker that inherits files.
 func (z *zygote) fork(files []*os.File) (int, error) {
 	z.forkMu.Lock()
@@ -186,9 +189,19 @@ func (z *zygote) fork(files []*os.File) (int, error) {
 	for i, f := range files {
 		fds[i] = int(f.Fd())
 	}
-	frame := append(protocol.AppendHeader(nil, protocol.TypeFork, 1), byte(len(files)))
-	if _, _, err := z.ctl.Raw().WriteMsgUnix(frame, syscall.UnixRights(fds...), nil); err != nil {
-		return 0, fmt.Errorf("asking the zygote to fork: %w", err)
+	// The kernel passes at most 253 descriptors per message (SCM_MAX_FD) and an ASGI worker
+	// has a thousand channels: the first batch rides on FORK, the rest on FORK_FDS frames.
+	frame := binary.BigEndian.AppendUint32(protocol.AppendHeader(nil, protocol.TypeFork, 4), uint32(len(fds)))
+	for len(fds) > 0 || frame != nil {
+		batch := fds[:min(len(fds), forkFDBatch)]
+		fds = fds[len(batch):]
+		if frame == nil {
+			frame = protocol.AppendHeader(nil, protocol.TypeForkFDs, 0)
+		}
+		if _, _, err := z.ctl.Raw().WriteMsgUnix(frame, syscall.UnixRights(batch...), nil); err != nil {
+			return 0, fmt.Errorf("asking the zygote to fork: %w", err)
+		}
+		frame = nil
 	}
 	select {
 	case pid := <-z.forked:

@@ -2,6 +2,7 @@
 recording transport. Covers the exchange rules of PROTOCOL.md's ASGI section."""
 
 import asyncio
+import os
 import unittest
 
 from worker_harness import w
@@ -207,6 +208,19 @@ class AsgiChannelTest(unittest.TestCase):
             await settle()
             self.assertEqual(t.frames(), [(w.WS_CLOSE, (1008, '')), (w.END, ())])
         run(test)
+
+
+class FileLimitTest(unittest.TestCase):
+
+    def test_soft_limit_raised_to_hard(self):
+        import subprocess
+        import sys
+        code = ('import resource, worker_harness; worker_harness.w._raise_nofile(); '
+                'print(*resource.getrlimit(resource.RLIMIT_NOFILE))')
+        out = subprocess.run(['sh', '-c', 'ulimit -Sn 256 && exec "$0" -c "$1"', sys.executable, code],
+                             capture_output=True, text=True, cwd=os.path.dirname(__file__), check=True).stdout
+        soft, hard = out.split()
+        self.assertEqual(soft, hard)
 
 
 class LifespanTest(unittest.TestCase):
