@@ -274,7 +274,16 @@ type exchange struct {
 	pump       *pump  // writes a streamed or large response to the client
 	trailers   http.Header
 	cancelOnce sync.Once
+
+	// The client's context is watched (for CANCEL) only once an exchange outlasts
+	// watchAfter or streams: registering costs allocations most requests never need.
+	stopWatch func() bool
+	watchDone chan struct{}
+	noWatch   bool // a WebSocket: its reader notices the client leaving
 }
+
+// watchAfter is how long an exchange runs before the client's context is watched.
+const watchAfter = 10 * time.Millisecond
 
 // asgiCancelGrace is how long an ASGI worker has to end a request cancelled for its
 // timeout before its event loop is taken for blocked and the worker is killed.
@@ -284,28 +293,27 @@ const asgiCancelGrace = 5 * time.Second
 // still in a known state (false: the worker must be replaced).
 func (ex *exchange) run(sendErr error) bool {
 	ex.start = time.Now()
-	ex.extendDeadline()
+	if ex.timeout > 0 && ex.timeout <= watchAfter {
+		ex.watchClient()
+		ex.extendDeadline()
+	} else {
+		ex.conn.Raw().SetReadDeadline(ex.start.Add(watchAfter))
+	}
 	defer ex.conn.Raw().SetReadDeadline(time.Time{})
+	defer ex.unwatchClient()
 	if sendErr != nil {
 		return ex.workerLost(sendErr)
 	}
-	cancelled := make(chan struct{})
-	stop := context.AfterFunc(ex.r.Context(), func() {
-		defer close(cancelled)
-		ex.cancel()
-	})
-	defer func() {
-		if !stop() {
-			<-cancelled // the CANCEL must be on the wire before the channel is reused
-		}
-	}()
 	for {
 		t, p, end, healthy := ex.readFrame()
 		if end {
 			return healthy
 		}
 		done, err := ex.handle(t, p)
-		if t == protocol.TypeBody || t == protocol.TypeFile || t == protocol.TypeRead {
+		if !done && ex.stopWatch == nil {
+			ex.watchClient() // a streamed response or body: it may last
+			ex.resetDeadline(time.Now())
+		} else if t == protocol.TypeBody || t == protocol.TypeFile || t == protocol.TypeRead {
 			// Progress: a stream that keeps producing (server-sent events) or an upload
 			// being read is not stuck. The deadline runs again from here.
 			ex.extendDeadline()
@@ -322,6 +330,37 @@ func (ex *exchange) run(sendErr error) bool {
 	}
 }
 
+// watchClient sends CANCEL when the client's context ends (it left, or HTTP/2 reset the
+// stream), from now until unwatchClient.
+func (ex *exchange) watchClient() {
+	if ex.stopWatch != nil || ex.noWatch {
+		return
+	}
+	done := make(chan struct{})
+	ex.watchDone = done
+	ex.stopWatch = context.AfterFunc(ex.r.Context(), func() {
+		defer close(done)
+		ex.cancel()
+	})
+}
+
+// unwatchClient stops watching; a CANCEL already started is on the wire when it returns,
+// before the channel can be reused.
+func (ex *exchange) unwatchClient() {
+	if ex.stopWatch != nil && !ex.stopWatch() {
+		<-ex.watchDone
+	}
+}
+
+// resetDeadline gives the worker `timeout` from `from` (no deadline without a timeout).
+func (ex *exchange) resetDeadline(from time.Time) {
+	if ex.timeout > 0 {
+		ex.conn.Raw().SetReadDeadline(from.Add(ex.timeout))
+	} else {
+		ex.conn.Raw().SetReadDeadline(time.Time{})
+	}
+}
+
 // readFrame returns the worker's next frame. end reports that the exchange is over
 // without one (past its deadline, the worker lost, or an expired ASGI exchange drained);
 // healthy is then what run returns.
@@ -329,6 +368,12 @@ func (ex *exchange) readFrame() (t protocol.Type, p []byte, end, healthy bool) {
 	for {
 		t, p, err := ex.conn.ReadFrame()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if ex.stopWatch == nil && !ex.noWatch {
+				// Past watchAfter: from now on a client that leaves cancels the exchange.
+				ex.watchClient()
+				ex.resetDeadline(ex.start)
+				continue
+			}
 			if ex.h.asgi && !ex.expired {
 				ex.expire()
 				continue

@@ -52,7 +52,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, info Re
 	dispatched := time.Now()
 	desc := "WEBSOCKET " + r.RequestURI
 	slot.Begin(desc)
-	ws := &wsExchange{exchange: exchange{h: h, w: w, r: r, slot: slot, conn: slot.Conn(), order: lease.Order, timeout: h.timeout}}
+	ws := &wsExchange{exchange: exchange{h: h, w: w, r: r, slot: slot, conn: slot.Conn(), order: lease.Order, timeout: h.timeout, noWatch: true}}
 	healthy := ws.run(sendErr)
 	if ws.timedOut {
 		h.pool.KillStuck(slot, desc, time.Since(ws.start))
