@@ -181,3 +181,42 @@ func TestASGIEventLoop(t *testing.T) {
 	}
 	c.WaitLog(t, "ASGI lifespan unsupported by the app (lifespan auto), going on", 10*time.Second)
 }
+
+// TestASGIBlockedLoop: an app that blocks its event loop (sync code in an async view) is
+// past its timeout: the client gets 504 at once, and when the loop does not answer the
+// cancel within 5 s the worker is killed with every thread's stack in the log, then
+// replaced.
+func TestASGIBlockedLoop(t *testing.T) {
+	t.Parallel()
+	c := startCaddy(t, globalBlock()+`http://127.0.0.1:{PORT} {
+	asgi asgi_ws_app:app {
+		python {VENV}/bin/python
+		chdir {APPS}
+		env MARKER_DIR {TMP}
+		workers 1
+		timeout 1s
+	}
+}
+`)
+	waitStatus(t, c.URL+"/state", 200, 60*time.Second)
+	before := c.WorkerPids()
+	start := time.Now()
+	if code, _, err := tryGet(c.URL+"/block?s=60", 30*time.Second); code != http.StatusGatewayTimeout {
+		t.Errorf("blocked loop: %d %v, want 504", code, err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the 504 came after %v; the timeout is 1s", took)
+	}
+	c.WaitLog(t, "request timed out; killing the worker", 15*time.Second)
+	if logs := c.Logs(); !strings.Contains(logs, "time.sleep(s)") && !strings.Contains(logs, "in block") {
+		t.Errorf("the stacks of the blocked worker are not in the log:\n%s", tail(logs, 3000))
+	}
+	body := waitStatus(t, c.URL+"/state", 200, 30*time.Second)
+	var st struct {
+		PID int `json:"pid"`
+	}
+	json.Unmarshal(body, &st)
+	if len(before) != 1 || st.PID == before[0] {
+		t.Errorf("the blocked worker %v still serves (pid %d)", before, st.PID)
+	}
+}

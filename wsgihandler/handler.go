@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -151,7 +152,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, info Request
 	healthy := ex.run(sendErr)
 	if ex.timedOut {
 		h.pool.KillStuck(slot, desc, time.Since(ex.start))
-		ex.fail(http.StatusGatewayTimeout)
+		if !ex.expired { // an expired ASGI request already had its 504
+			ex.fail(http.StatusGatewayTimeout)
+		}
 	}
 	h.pool.Release(lease, healthy)
 	ex.endPump() // the worker is already free while a slow client reads
@@ -401,6 +404,9 @@ func (ex *exchange) expire() {
 	ex.expired = true
 	ex.logger().Error("request timed out; cancelling it", zap.Duration("elapsed", time.Since(ex.start)), zap.Duration("timeout", ex.timeout))
 	ex.fail(http.StatusGatewayTimeout)
+	if ex.code == http.StatusGatewayTimeout {
+		http.NewResponseController(ex.w).Flush() // now, not when the worker gives up
+	}
 	ex.discard = true
 	ex.cancel()
 	ex.conn.Raw().SetReadDeadline(time.Now().Add(asgiCancelGrace))
@@ -560,5 +566,13 @@ func (ex *exchange) fail(code int) {
 	if ex.r.Context().Err() != nil {
 		return // nobody to tell
 	}
-	http.Error(ex.w, http.StatusText(code), code)
+	// As http.Error, with a length: the answer is complete even if flushed early (a
+	// cancelled ASGI request gets its 504 while the worker may still hold the exchange).
+	body := http.StatusText(code) + "\n"
+	h := ex.w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	ex.w.WriteHeader(code)
+	io.WriteString(ex.w, body)
 }

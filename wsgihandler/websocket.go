@@ -56,7 +56,9 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, info Re
 	healthy := ws.run(sendErr)
 	if ws.timedOut {
 		h.pool.KillStuck(slot, desc, time.Since(ws.start))
-		ws.fail(http.StatusGatewayTimeout)
+		if !ws.expired {
+			ws.fail(http.StatusGatewayTimeout)
+		}
 	}
 	h.pool.Release(lease, healthy)
 	ws.endPump()

@@ -98,6 +98,13 @@ async def wait_disconnect(request: Request):
             return {}
 
 
+@app.get("/block")
+async def block(s: float = 30):
+    import time
+    time.sleep(s)  # blocks the event loop: every request of this worker waits
+    return {"blocked": s}
+
+
 @app.get("/slow")
 async def slow():
     await asyncio.sleep(30)
