@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -144,8 +145,26 @@ func TestASGIDisconnectTimeoutTrailers(t *testing.T) {
 		t.Errorf("the worker was replaced after a timeout: %v → %v", pids, now)
 	}
 
+	// A FileResponse goes out through http.response.pathsend (Caddy's sendfile): whole,
+	// with its length, and HEAD and ranges still work.
+	resp, body := get(t, c.URL+"/file")
+	want := bytes.Repeat(func() []byte {
+		b := make([]byte, 256)
+		for i := range b {
+			b[i] = byte(i)
+		}
+		return b
+	}(), (5<<20)/256)
+	if resp.StatusCode != 200 || !bytes.Equal(body, want) || resp.ContentLength != int64(len(want)) {
+		t.Errorf("FileResponse: %d, %d bytes (Content-Length %d), want %d", resp.StatusCode, len(body), resp.ContentLength, len(want))
+	}
+	resp, body = do(t, "GET", c.URL+"/file", map[string]string{"Range": "bytes=256-511"}, nil)
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, want[:256]) {
+		t.Errorf("FileResponse range: %d, %d bytes", resp.StatusCode, len(body))
+	}
+
 	// Trailers (http.response.trailers) reach an HTTP/1.1 client after the chunked body.
-	resp, body := get(t, c.URL+"/raw/")
+	resp, body = get(t, c.URL+"/raw/")
 	if string(body) != "part one, part two" || resp.Trailer.Get("X-Checksum") != "abc123" {
 		t.Errorf("trailers: body %q, trailer %v", body, resp.Trailer)
 	}

@@ -1243,6 +1243,7 @@ def _serve_worker(socks, app, config, hooks, info):
 
 _ASGI_VERSION = {'version': '3.0', 'spec_version': '2.4'}
 _HTTP_DISCONNECT = {'type': 'http.disconnect'}
+_PATHSEND_CHUNK = 256 * 1024
 _ASGI_HTTP_VERSIONS = {'HTTP/1.0': '1.0', 'HTTP/1.1': '1.1', 'HTTP/2.0': '2', 'HTTP/3.0': '3'}
 _WS_GONE = 1006  # the close code when the client vanished without a close frame
 # Unread WebSocket messages a worker keeps per connection before it closes it with 1008.
@@ -1336,6 +1337,28 @@ class AsgiChannel:
         if self.paused is not None:
             await asyncio.shield(self.paused)
 
+    def send_fd(self, frame, fd):
+        """Write a FILE frame with fd attached (SCM_RIGHTS) straight on the socket, which
+        the transport cannot do. Only when the transport has nothing queued, so frames
+        stay in order; False means the caller sends the bytes instead."""
+        if _SCM_RIGHTS is None or self.transport.get_write_buffer_size():
+            return False
+        raw = self.transport.get_extra_info('socket')
+        if raw is None:
+            return False
+        sock = socket.socket(fileno=raw.fileno())
+        try:
+            sent = sock.sendmsg([frame], [(socket.SOL_SOCKET, _SCM_RIGHTS, array.array('i', [fd]))])
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            _peer_gone()
+        finally:
+            sock.detach()  # the transport owns the descriptor
+        if sent < len(frame):
+            self.transport.write(frame[sent:])
+        return True
+
     def frame(self, ftype, payload):
         if ftype == REQUEST:
             try:
@@ -1411,7 +1434,7 @@ def _asgi_scope(parts, state, websocket):
         scope['subprotocols'] = protocols
         scope['extensions'] = {'websocket.http.response': {}}
     else:
-        scope['extensions'] = {'http.response.trailers': {}}
+        scope['extensions'] = {'http.response.trailers': {}, 'http.response.pathsend': {}}
     return scope
 
 
@@ -1553,8 +1576,37 @@ class AsgiHTTP(AsgiExchange):
             await self._body(message)
         elif kind == 'http.response.trailers':
             self._trailers(message)
+        elif kind == 'http.response.pathsend':
+            await self._pathsend(message['path'])
         else:
             raise RuntimeError('unexpected ASGI message %r' % kind)
+
+    async def _pathsend(self, path):
+        """http.response.pathsend: Caddy sends the file itself (sendfile), as for WSGI's
+        wsgi.file_wrapper; the worker only passes the open descriptor."""
+        if self.status is None:
+            raise RuntimeError('http.response.pathsend before http.response.start')
+        if self.finished:
+            raise RuntimeError('http.response.pathsend after the response ended')
+        if not os.path.isabs(path):
+            raise RuntimeError('http.response.pathsend needs an absolute path, got %r' % path)
+        self.finished = True
+        with open(path, 'rb') as f:
+            if self.over:
+                return
+            if not self.started:
+                self.started = True
+                self.chan.write(encode_headers(0, self.headers, b''))
+            if not self.chan.send_fd(encode_file(0, -1), f.fileno()):
+                while True:  # the socket is busy: send the bytes, as a body
+                    chunk = f.read(_PATHSEND_CHUNK)
+                    if not chunk or self.over:
+                        break
+                    self.chan.write(encode_body(chunk))
+                    await self.chan.drain()
+        if not self.trailers:
+            self._end(_END_FRAME)
+            self._wake()
 
     async def _body(self, message):
         if self.status is None:

@@ -210,6 +210,45 @@ class AsgiChannelTest(unittest.TestCase):
         run(test)
 
 
+class PathsendTest(unittest.TestCase):
+
+    def test_file_descriptor_goes_to_caddy(self):
+        import socket
+        import tempfile
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(b'file body')
+            f.flush()
+
+            async def app(scope, receive, send):
+                self.assertIn('http.response.pathsend', scope['extensions'])
+                await send({'type': 'http.response.start', 'status': 200,
+                            'headers': [(b'content-length', b'9')]})
+                await send({'type': 'http.response.pathsend', 'path': f.name})
+
+            async def test():
+                loop = asyncio.get_running_loop()
+                ours, caddy = socket.socketpair()
+                ours.setblocking(False)
+                worker = w.AsgiWorker(app, {'lifespan': 'off'}, loop)
+                await loop.create_unix_connection(lambda: w.AsgiChannel(worker), sock=ours)
+                caddy.sendall(w.encode_request(0, ENV))
+                await settle()
+                await asyncio.sleep(0.05)
+                data, fds, _, _ = socket.recv_fds(caddy, 65536, 4)
+                ftype, fields, end = w.decode_frame(data)
+                self.assertEqual((ftype, fields[0]), (w.HEADERS, 0))
+                ftype, fields, end = w.decode_frame(data, end)
+                self.assertEqual((ftype, fields), (w.FILE, (0, -1)))
+                self.assertEqual(len(fds), 1)
+                self.assertEqual(os.pread(fds[0], 100, 0), b'file body')
+                os.close(fds[0])
+                rest = data[end:] or caddy.recv(100)
+                self.assertEqual(w.decode_frame(rest)[0], w.END)
+                worker.stopping = True  # closing the channel would end the process
+                caddy.close()
+            run(test)
+
+
 class FileLimitTest(unittest.TestCase):
 
     def test_soft_limit_raised_to_hard(self):

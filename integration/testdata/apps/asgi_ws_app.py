@@ -7,6 +7,7 @@ import json
 import os
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse
 
 MARKERS = os.environ.get("MARKER_DIR", "/tmp")
 os.makedirs(MARKERS, exist_ok=True)
@@ -96,6 +97,17 @@ async def wait_disconnect(request: Request):
         if msg["type"] == "http.disconnect":
             mark("disconnects", "http.disconnect")
             return {}
+
+
+@app.get("/file")
+async def file(size: int = 5 << 20):
+    # FileResponse uses http.response.pathsend when the server offers it: Caddy sends the
+    # file itself from the descriptor the worker passes.
+    path = os.path.join(MARKERS, "download-%d.bin" % size)
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            f.write(bytes(range(256)) * (size // 256))
+    return FileResponse(path, media_type="application/octet-stream")
 
 
 @app.get("/block")
