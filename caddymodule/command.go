@@ -90,8 +90,7 @@ when installed) with up to --max-concurrency requests and WebSockets at once (de
 worker; a failing startup keeps that worker out of rotation and is logged. --host and
 --port are Uvicorn's spelling of --listen.
 
-WebSockets are accepted over HTTP/1.1, and over HTTP/2 (RFC 8441) when Caddy runs with
-GODEBUG=http2xconnect=1, as for Caddy's reverse_proxy.
+WebSockets are accepted over HTTP/1.1 and HTTP/2 (RFC 8441).
 `
 
 func init() {

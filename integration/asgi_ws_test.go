@@ -258,14 +258,14 @@ func TestASGIWebSocket(t *testing.T) {
 }
 
 // TestASGIWebSocketHTTP2 opens a WebSocket over HTTP/2 (RFC 8441 extended CONNECT) with Go's
-// HTTP/2 client, Caddy running with GODEBUG=http2xconnect=1.
+// HTTP/2 client. Caddy runs without GODEBUG: the module turns extended CONNECT on.
 func TestASGIWebSocketHTTP2(t *testing.T) {
 	t.Parallel()
-	c := startCaddyEnv(t, globalBlock("skip_install_trust", "local_certs")+`https://localhost:{HTTPS_PORT} {
+	c := startCaddy(t, globalBlock("skip_install_trust", "local_certs")+`https://localhost:{HTTPS_PORT} {
 	tls internal
 	`+wsAppBlock+`
 }
-`, "GODEBUG=http2xconnect=1")
+`)
 	// x/net's HTTP/2 transport: net/http's refuses the :protocol pseudo-header.
 	tr := &http2.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"}}
 	defer tr.CloseIdleConnections()
