@@ -23,9 +23,9 @@ func init() {
 // ASGI serves an ASGI 3 application (FastAPI, Starlette, Django's ASGI handler) from the
 // same managed pool as `wsgi`, with every option of it. Each worker runs one asyncio event
 // loop (uvloop when the app's environment has it) with up to max_concurrency requests and
-// WebSockets at once. Caddy accepts WebSockets over HTTP/1.1 and HTTP/2 (RFC 8441: the
-// module turns on Go's extended CONNECT, off by default, unless GODEBUG sets
-// http2xconnect) and relays whole messages; close codes pass through both ways. A request past `timeout` gets 504
+// WebSockets at once. Caddy accepts WebSockets over HTTP/1.1, HTTP/2 (RFC 8441: the module
+// turns on Go's extended CONNECT, off by default, unless GODEBUG sets http2xconnect) and
+// HTTP/3 (RFC 9220), and relays whole messages; close codes pass through both ways. A request past `timeout` gets 504
 // and the app http.disconnect; the worker is killed only if its event loop stays blocked
 // 5 s more. An open WebSocket has no timeout.
 type ASGI struct {

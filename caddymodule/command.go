@@ -90,7 +90,7 @@ when installed) with up to --max-concurrency requests and WebSockets at once (de
 worker; a failing startup keeps that worker out of rotation and is logged. --host and
 --port are Uvicorn's spelling of --listen.
 
-WebSockets are accepted over HTTP/1.1 and HTTP/2 (RFC 8441).
+WebSockets are accepted over HTTP/1.1, HTTP/2 (RFC 8441) and HTTP/3 (RFC 9220).
 `
 
 func init() {

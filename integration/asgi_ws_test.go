@@ -20,6 +20,7 @@ import (
 	"time"
 
 	gws "github.com/gorilla/websocket"
+	"github.com/quic-go/quic-go/http3"
 	"golang.org/x/net/http2"
 
 	"github.com/caddy-wsgi/caddy-wsgi/websocket"
@@ -479,4 +480,67 @@ func TestASGIWebSocketRestart(t *testing.T) {
 		t.Errorf("caddy reload: %v", err)
 	}
 	again.Close()
+}
+
+// TestASGIWebSocketHTTP3 opens a WebSocket over HTTP/3 (RFC 9220, extended CONNECT on
+// QUIC) with quic-go's HTTP/3 client; Caddy serves HTTP/3 on the HTTPS port.
+func TestASGIWebSocketHTTP3(t *testing.T) {
+	t.Parallel()
+	c := startCaddy(t, globalBlock("skip_install_trust", "local_certs")+`https://localhost:{HTTPS_PORT} {
+	tls internal
+	`+wsAppBlock+`
+}
+`)
+	waitStatus(t, fmt.Sprintf("http://127.0.0.1:%d/", c.Port), 308, 60*time.Second) // HTTP→HTTPS redirect: Caddy is up
+	tr := &http3.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"}}
+	defer tr.Close()
+	url := fmt.Sprintf("https://127.0.0.1:%d", c.HTTPSPort)
+	host := fmt.Sprintf("localhost:%d", c.HTTPSPort)
+	deadline := time.Now().Add(60 * time.Second)
+	for { // the pool may still be booting
+		req, _ := http.NewRequest("GET", url+"/state", nil)
+		req.Host = host
+		resp, err := tr.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				if resp.ProtoMajor != 3 {
+					t.Fatalf("not HTTP/3: %s", resp.Proto)
+				}
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no HTTP/3 answer: %v\n%s", err, tail(c.Logs(), 20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest(http.MethodConnect, url+"/ws/echo", pr)
+	req.Host = host
+	req.Proto = "websocket" // quic-go's way of sending :protocol
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("extended CONNECT over HTTP/3: %v", err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("extended CONNECT over HTTP/3: %d", resp.StatusCode)
+	}
+	conn := websocket.NewClient(resp.Body, pw, nil, pw)
+	defer conn.Close()
+	for _, msg := range []string{"over h3", strings.Repeat("q", 200<<10)} {
+		if err := conn.WriteMessage(false, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := conn.ReadMessage(); err != nil || string(got) != msg {
+			t.Fatalf("echo over h3 of %d bytes: %d bytes, %v", len(msg), len(got), err)
+		}
+	}
+	conn.WriteMessage(false, []byte("close:4005:h3 bye"))
+	_, _, err = conn.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != 4005 || ce.Reason != "h3 bye" {
+		t.Errorf("server close over h3: %v", err)
+	}
 }
