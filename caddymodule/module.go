@@ -151,6 +151,9 @@ type WSGI struct {
 	// post_fork(worker), post_worker_init(worker), pre_request(environ),
 	// post_request(environ, status), worker_exit(worker). They run in the worker (or
 	// the zygote, with preload). An exception in a hook is logged with its traceback.
+	// ASGI workers run all but pre_request and post_request (as under Gunicorn's
+	// UvicornWorker): an ASGI middleware does that job; worker_exit runs after lifespan
+	// shutdown.
 	Hooks string `json:"hooks,omitempty"`
 
 	// Import the app once in a Python parent process (a "zygote") and fork the workers

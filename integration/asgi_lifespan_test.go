@@ -44,6 +44,7 @@ func TestASGILifespan(t *testing.T) {
 			workers 2
 			lifespan on
 			preload
+			hooks hooks_markers
 		}
 	}
 }
@@ -87,12 +88,22 @@ func TestASGILifespan(t *testing.T) {
 		t.Errorf("lifespan off still ran startup: %q", m)
 	}
 
-	// Shutdown runs in each worker when Caddy stops.
+	// The server hooks run in ASGI workers too (post_worker_init once the loop is up).
+	for pid := range seen {
+		if readMarker(c, fmt.Sprintf("post_worker_init-%d", pid)) == "" {
+			t.Errorf("no post_worker_init hook in worker %d", pid)
+		}
+	}
+
+	// Shutdown runs in each worker when Caddy stops, then the worker_exit hook.
 	c.Stop(t)
 	m := readMarker(c, "lifespan")
 	for pid := range seen {
 		if !strings.Contains(m, fmt.Sprintf("shutdown %d", pid)) {
 			t.Errorf("no lifespan shutdown for worker %d; marker:\n%s", pid, m)
+		}
+		if readMarker(c, fmt.Sprintf("worker_exit-%d", pid)) == "" {
+			t.Errorf("no worker_exit hook in worker %d", pid)
 		}
 	}
 }

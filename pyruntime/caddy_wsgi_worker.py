@@ -1891,6 +1891,9 @@ def _serve_asgi(socks, app, config, hooks, info):
         if failure is not None:
             _boot_failed(socks[0], failure)
     _run_hook(hooks, 'post_worker_init', info)
+    exit_hook = _hook(hooks, 'worker_exit')  # after lifespan shutdown, as the process ends
+    if exit_hook is not None:
+        _exit_hooks.append(lambda: _call_hook('worker_exit', exit_hook, info))
     python = '%d.%d.%d' % sys.version_info[:3]
     socks[0].setblocking(True)
     socks[0].sendall(encode_ready(os.getpid(), python))

@@ -93,13 +93,15 @@ func (ex *wsExchange) run(sendErr error) bool {
 		switch {
 		case t == protocol.TypeWSAccept:
 			return ex.accept(p)
-		case t == protocol.TypeWSClose && !ex.started:
+		case t == protocol.TypeWSClose && !ex.started && !ex.denied:
 			// ASGI: a close before the accept refuses the handshake with 403.
 			ex.fail(http.StatusForbidden)
 			ex.denied = true
 			continue
-		case t == protocol.TypeEnd && ex.denied:
+		case ex.denied && t == protocol.TypeEnd:
 			return true
+		case ex.denied && t == protocol.TypeWSClose:
+			continue // the 403 is out; a second close changes nothing
 		case t == protocol.TypeWSSend || t == protocol.TypeWSClose || t == protocol.TypeTrailers:
 			ex.logger().Error("worker broke the protocol", zap.String("frame", "WebSocket frame before the handshake"))
 			ex.fail(http.StatusBadGateway)
