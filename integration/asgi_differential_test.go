@@ -537,19 +537,11 @@ func TestASGIScopeVsUvicorn(t *testing.T) {
 	})
 
 	// The table, ready to paste into a note (Markdown).
-	var b strings.Builder
-	b.WriteString("\n| request | key | Uvicorn | caddy asgi | verdict |\n|---|---|---|---|---|\n")
-	esc := func(s string) string {
-		s = strings.ReplaceAll(s, "|", `\|`)
-		if len(s) > 100 && !strings.HasPrefix(s, "allowed") {
-			s = s[:97] + "..."
-		}
-		return s
+	cells := make([][5]string, len(rows))
+	for i, r := range rows {
+		cells[i] = [5]string{r.request, r.key, r.uvicorn, r.ours, r.verdict}
 	}
-	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r.request, esc(r.key), esc(r.uvicorn), esc(r.ours), esc(r.verdict))
-	}
-	t.Logf("scope differences, Uvicorn vs caddy asgi (%d requests):%s", len(pairs), b.String())
+	t.Logf("scope differences, Uvicorn vs caddy asgi (%d requests):%s", len(pairs), diffTable("Uvicorn", "caddy asgi", 100, cells))
 }
 
 func portOf(addr string) int {

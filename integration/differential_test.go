@@ -139,6 +139,27 @@ func startGunicorn(t *testing.T) (addr string) {
 	return addr
 }
 
+// diffTable renders the rows of a differential test (request, key, the peer's value, ours,
+// verdict) as a Markdown table to paste into a note; cells past max are cut, except
+// verdicts that explain an allowed difference.
+func diffTable(peer, ours string, max int, rows [][5]string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n| request | key | %s | %s | verdict |\n|---|---|---|---|---|\n", peer, ours)
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r[0], mdCell(r[1], max), mdCell(r[2], max), mdCell(r[3], max), mdCell(r[4], max))
+	}
+	return b.String()
+}
+
+// mdCell escapes a Markdown table cell and cuts it past max (not an "allowed: …" reason).
+func mdCell(s string, max int) string {
+	s = strings.ReplaceAll(s, "|", `\|`)
+	if len(s) > max && !strings.HasPrefix(s, "allowed") {
+		s = s[:max-3] + "..."
+	}
+	return s
+}
+
 // startPeer starts a reference server (Gunicorn, Uvicorn) for a differential test, waits
 // until it answers GET /ready on addr, and stops it (SIGTERM, then SIGKILL) at the end of
 // the test, logging its output if the test failed.
@@ -310,19 +331,12 @@ http://127.0.0.1:{PORT} {
 	}
 
 	// The table, ready to paste into a note (Markdown).
-	var b strings.Builder
-	b.WriteString("\n| request | key | gunicorn | caddy-wsgi | verdict |\n|---|---|---|---|---|\n")
-	esc := func(s string) string {
-		s = strings.ReplaceAll(s, "|", `\|`)
-		if len(s) > 90 && !strings.HasPrefix(s, "allowed") {
-			s = s[:87] + "..."
-		}
-		return s
+	cells := make([][5]string, len(rows))
+	for i, r := range rows {
+		cells[i] = [5]string{r.request, r.key, r.gunicorn, r.ours, r.verdict}
 	}
-	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r.request, esc(r.key), esc(r.gunicorn), esc(r.ours), esc(r.verdict))
-	}
-	t.Logf("environ differences, gunicorn vs caddy-wsgi (%d requests):%s", len(differentialRequests), b.String())
+	t.Logf("environ differences, gunicorn vs caddy-wsgi (%d requests):%s", len(differentialRequests),
+		diffTable("gunicorn", "caddy-wsgi", 90, cells))
 
 	// The same, one row per key and verdict, with one example of the values.
 	type group struct {
@@ -342,14 +356,14 @@ http://127.0.0.1:{PORT} {
 		g.requests = append(g.requests, r.request)
 	}
 	sort.SliceStable(groups, func(i, j int) bool { return groups[i].key < groups[j].key })
-	b.Reset()
+	var b strings.Builder
 	b.WriteString("\n| key | requests | gunicorn (example) | caddy-wsgi (example) | verdict |\n|---|---|---|---|---|\n")
 	for _, g := range groups {
 		reqs := strings.Join(g.requests, ", ")
 		if len(g.requests) == len(differentialRequests) {
 			reqs = "all"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", esc(g.key), reqs, esc(g.gunicorn), esc(g.ours), esc(g.verdict))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", mdCell(g.key, 90), reqs, mdCell(g.gunicorn, 90), mdCell(g.ours, 90), mdCell(g.verdict, 90))
 	}
 	t.Logf("summary of the differences:%s", b.String())
 

@@ -322,15 +322,21 @@ func (ex *exchange) run(sendErr error) bool {
 			ex.extendDeadline()
 		}
 		if err != nil {
-			ex.logger().Error("worker broke the protocol", zap.Error(err))
-			ex.fail(http.StatusBadGateway)
-			return false
+			return ex.brokeProtocol(err)
 		}
 		if done {
 			ex.finish()
 			return true
 		}
 	}
+}
+
+// brokeProtocol handles a frame that breaks PROTOCOL.md: 502 (or an aborted response),
+// and false, so the worker is replaced.
+func (ex *exchange) brokeProtocol(err error) bool {
+	ex.logger().Error("worker broke the protocol", zap.Error(err))
+	ex.fail(http.StatusBadGateway)
+	return false
 }
 
 // watchClient sends CANCEL when the client's context ends (it left, or HTTP/2 reset the

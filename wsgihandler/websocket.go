@@ -2,6 +2,7 @@ package wsgihandler
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"sync/atomic"
@@ -103,15 +104,11 @@ func (ex *wsExchange) run(sendErr error) bool {
 		case ex.denied && t == protocol.TypeWSClose:
 			continue // the 403 is out; a second close changes nothing
 		case t == protocol.TypeWSSend || t == protocol.TypeWSClose || t == protocol.TypeTrailers:
-			ex.logger().Error("worker broke the protocol", zap.String("frame", "WebSocket frame before the handshake"))
-			ex.fail(http.StatusBadGateway)
-			return false
+			return ex.brokeProtocol(errors.New("WebSocket frame before the handshake"))
 		}
 		done, err := ex.handle(t, p) // a denial response, an error, a log line
 		if err != nil {
-			ex.logger().Error("worker broke the protocol", zap.Error(err))
-			ex.fail(http.StatusBadGateway)
-			return false
+			return ex.brokeProtocol(err)
 		}
 		if done {
 			ex.finish()
@@ -124,9 +121,7 @@ func (ex *wsExchange) run(sendErr error) bool {
 func (ex *wsExchange) accept(p []byte) bool {
 	subprotocol, fields, err := protocol.DecodeBlock(p)
 	if err != nil {
-		ex.logger().Error("worker broke the protocol", zap.Error(err))
-		ex.fail(http.StatusBadGateway)
-		return false
+		return ex.brokeProtocol(err)
 	}
 	header := http.Header{}
 	if _, err = applyHeaders(header, fields); err == nil && !validToken(subprotocol) {
@@ -206,6 +201,12 @@ func (ex *wsExchange) relay(conn *websocket.Conn) (healthy bool) {
 		case <-watchDone:
 		}
 	}()
+	// broken: the worker broke the protocol; the client gets 1011, the worker is replaced.
+	broken := func(err error) bool {
+		ex.logger().Error("worker broke the protocol", zap.Error(err))
+		conn.WriteClose(websocket.CloseInternalError, "")
+		return false
+	}
 	healthy = true
 	var closer *time.Timer // closes the connection if the client never answers our close
 	defer func() {
@@ -241,9 +242,7 @@ func (ex *wsExchange) relay(conn *websocket.Conn) (healthy bool) {
 		case protocol.TypeWSSend:
 			binaryData, data, err := protocol.DecodeWSMessage(p)
 			if err != nil {
-				ex.logger().Error("worker broke the protocol", zap.Error(err))
-				conn.WriteClose(websocket.CloseInternalError, "")
-				return false
+				return broken(err)
 			}
 			if err := conn.WriteMessage(binaryData, data); err != nil && !errors.Is(err, websocket.ErrClosed) {
 				conn.Close() // the client is gone: the reader tells the worker
@@ -251,9 +250,7 @@ func (ex *wsExchange) relay(conn *websocket.Conn) (healthy bool) {
 		case protocol.TypeWSClose:
 			code, reason, err := protocol.DecodeWSClose(p)
 			if err != nil {
-				ex.logger().Error("worker broke the protocol", zap.Error(err))
-				conn.WriteClose(websocket.CloseInternalError, "")
-				return false
+				return broken(err)
 			}
 			conn.WriteClose(code, reason)
 			if closer == nil {
@@ -271,9 +268,7 @@ func (ex *wsExchange) relay(conn *websocket.Conn) (healthy bool) {
 		case protocol.TypeEnd:
 			return true
 		default:
-			ex.logger().Error("worker broke the protocol", zap.Uint8("frame", uint8(t)))
-			conn.WriteClose(websocket.CloseInternalError, "")
-			return false
+			return broken(fmt.Errorf("frame type %#x during a WebSocket", byte(t)))
 		}
 	}
 }
