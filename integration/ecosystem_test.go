@@ -652,7 +652,7 @@ func TestDeployDockerfileBuildStage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []string{"http.handlers.wsgi", "http.handlers.wsgi_health", "admin.api.wsgi"} {
+	for _, m := range []string{"http.handlers.wsgi", "http.handlers.wsgi_health", "http.handlers.asgi", "admin.api.wsgi"} {
 		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(m) + `$`).Match(mods) {
 			t.Errorf("list-modules lacks %s", m)
 		}
