@@ -232,9 +232,19 @@ class PathsendTest(unittest.TestCase):
                 worker = w.AsgiWorker(app, {'lifespan': 'off'}, loop)
                 await loop.create_unix_connection(lambda: w.AsgiChannel(worker), sock=ours)
                 caddy.sendall(w.encode_request(0, ENV))
-                await settle()
-                await asyncio.sleep(0.05)
-                data, fds, _, _ = socket.recv_fds(caddy, 65536, 4)
+                caddy.setblocking(False)
+                block = w._asgi_header_block(200, [(b'content-length', b'9')])
+                want = len(w.encode_headers(0, block)) + len(w.encode_file(0, -1)) + len(w.encode_end())
+                data, fds = b'', []
+                for _ in range(500):  # until HEADERS, FILE and END are in (5 s at most)
+                    await asyncio.sleep(0.01)
+                    try:
+                        more, got, _, _ = socket.recv_fds(caddy, 65536, 4)
+                    except BlockingIOError:
+                        continue
+                    data, fds = data + more, fds + got
+                    if len(data) >= want:
+                        break
                 ftype, fields, end = w.decode_frame(data)
                 self.assertEqual((ftype, fields[0]), (w.HEADERS, 0))
                 ftype, fields, end = w.decode_frame(data, end)
@@ -242,8 +252,7 @@ class PathsendTest(unittest.TestCase):
                 self.assertEqual(len(fds), 1)
                 self.assertEqual(os.pread(fds[0], 100, 0), b'file body')
                 os.close(fds[0])
-                rest = data[end:] or caddy.recv(100)
-                self.assertEqual(w.decode_frame(rest)[0], w.END)
+                self.assertEqual(w.decode_frame(data, end)[0], w.END)
                 worker.stopping = True  # closing the channel would end the process
                 caddy.close()
             run(test)
