@@ -4,13 +4,20 @@ alternating between two configs (the wsgi block differs, so each reload starts a
 and drains the old one). Prints requests, failures, reloads and the RSS of caddy and of its
 workers at the start, the middle and the end.
 
-    python3 bench/soak.py --caddy /path/to/caddy [--minutes 10] [--clients 8]
+With --asgi, the same against the `asgi` directive (bench/apps/asgi_app.py), plus WebSocket
+clients that echo messages back to back: a WebSocket that Caddy closes with 1012 (its worker
+retired or the pool was replaced) reconnects and is counted apart; any other end is a
+failure.
+
+    python3 bench/soak.py --caddy /path/to/caddy [--minutes 10] [--clients 8] [--asgi]
 
 Stdlib only; all traffic goes to 127.0.0.1. Exit status 1 when a request failed.
 """
 import argparse
+import base64
 import http.client
 import os
+import struct
 import shutil
 import signal
 import socket
@@ -32,7 +39,27 @@ def free_port():
     return p
 
 
-def caddyfile(admin, port, python, tag):
+def caddyfile(admin, port, python, tag, asgi=False):
+    if asgi:
+        return """{
+	admin 127.0.0.1:%d
+	http_port %d
+	log {
+		level WARN
+	}
+}
+http://127.0.0.1:%d {
+	asgi asgi_app:app {
+		python %s
+		chdir %s
+		workers 2
+		max_requests 2000
+		max_requests_jitter 200
+		env SOAK_CONFIG %s
+		name soak
+	}
+}
+""" % (admin, port, port, python, APPS, tag)
     return """{
 	admin 127.0.0.1:%d
 	http_port %d
@@ -103,6 +130,7 @@ class Stats:
         self.failed = 0
         self.samples = []
         self.retried = 0
+        self.restarts = 0  # WebSockets closed with 1012 that reconnected
 
     def add(self, ok, what=""):
         with self.lock:
@@ -114,6 +142,97 @@ class Stats:
 
 
 START = time.time()
+
+
+class WebSocket:
+    """A minimal RFC 6455 client (stdlib): text messages, masked frames, close codes."""
+
+    def __init__(self, port, path="/ws"):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                           "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                           % (path, port, key)).encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            data = self.sock.recv(4096)
+            if not data:
+                raise ConnectionError("closed during the handshake")
+            self.buf += data
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise ConnectionError("handshake answered %r" % head.split(b"\r\n", 1)[0])
+
+    def send(self, text):
+        payload, mask = text.encode(), os.urandom(4)
+        masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
+        self.sock.sendall(struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + masked)
+
+    def _read(self, n):
+        while len(self.buf) < n:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("connection closed without a close frame")
+            self.buf += data
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def recv(self):
+        """-> the text of the next message; raises Closed(code) on a close frame."""
+        b0, b1 = self._read(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", self._read(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", self._read(8))[0]
+        payload = self._read(n)
+        if b0 & 0x0F == 0x8:
+            code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+            raise Closed(code)
+        return payload.decode()
+
+    def close(self):
+        try:
+            self.sock.sendall(struct.pack("!BB", 0x88, 0x82) + b"\0\0\0\0" + struct.pack("!H", 1000))
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class Closed(Exception):
+    def __init__(self, code):
+        Exception.__init__(self, "closed with %d" % code)
+        self.code = code
+
+
+def ws_client(port, deadline, stats):
+    """Echo round trips on one WebSocket; reconnect after a 1012 (service restart)."""
+    n = 0
+    while time.time() < deadline:
+        try:
+            ws = WebSocket(port)
+        except Exception as e:
+            stats.add(False, "ws connect: %s: %s" % (type(e).__name__, e))
+            time.sleep(0.1)
+            continue
+        try:
+            while time.time() < deadline:
+                n += 1
+                msg = "echo %d" % n
+                ws.send(msg)
+                got = ws.recv()
+                stats.add(got == msg, "ws echo %r, got %r" % (msg, got))
+            ws.close()
+        except Closed as e:
+            ws.sock.close()
+            if e.code == 1012:
+                with stats.lock:
+                    stats.restarts += 1
+            else:
+                stats.add(False, "ws: %s" % e)
+        except Exception as e:
+            ws.sock.close()
+            stats.add(False, "ws: %s: %s" % (type(e).__name__, e))
 
 
 def client(port, deadline, stats):
@@ -164,6 +283,8 @@ def main():
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--reload-every", type=float, default=10)
+    ap.add_argument("--asgi", action="store_true", help="the asgi directive, with WebSocket clients too")
+    ap.add_argument("--ws-clients", type=int, default=8, help="with --asgi: WebSocket clients")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="caddy-wsgi-soak-")
@@ -172,7 +293,7 @@ def main():
     for tag in ("a", "b"):
         path = os.path.join(tmp, "Caddyfile." + tag)
         with open(path, "w") as f:
-            f.write(caddyfile(admin, port, args.python, tag))
+            f.write(caddyfile(admin, port, args.python, tag, args.asgi))
         cfgs.append(path)
     env = dict(os.environ, HOME=tmp, XDG_DATA_HOME=os.path.join(tmp, "data"), XDG_CONFIG_HOME=os.path.join(tmp, "config"))
     log = open(os.path.join(tmp, "caddy.log"), "w")
@@ -198,6 +319,8 @@ def main():
         deadline = START + duration
         stats = Stats()
         threads = [threading.Thread(target=client, args=(port, deadline, stats)) for _ in range(args.clients)]
+        if args.asgi:
+            threads += [threading.Thread(target=ws_client, args=(port, deadline, stats)) for _ in range(args.ws_clients)]
         for t in threads:
             t.start()
         time.sleep(min(5, duration / 10))
@@ -229,10 +352,16 @@ def main():
         snaps["end"] = snapshot(caddy.pid)
         elapsed = time.time() - START
 
-        print("soak: %.1f min, %d clients, max_requests 50, a reload every %gs" % (elapsed / 60, args.clients, args.reload_every))
+        if args.asgi:
+            print("soak (asgi): %.1f min, %d HTTP and %d WebSocket clients, max_requests 2000, a reload every %gs"
+                  % (elapsed / 60, args.clients, args.ws_clients, args.reload_every))
+        else:
+            print("soak: %.1f min, %d clients, max_requests 50, a reload every %gs" % (elapsed / 60, args.clients, args.reload_every))
         print("requests: %d (%.0f/s)" % (stats.total, stats.total / elapsed))
         print("failed: %d" % stats.failed)
         print("retried once after the server closed an idle keep-alive connection: %d" % stats.retried)
+        if args.asgi:
+            print("WebSockets closed with 1012 (worker retired, pool replaced) and reconnected: %d" % stats.restarts)
         for s in stats.samples:
             print("  " + s)
         print("reloads: %d (%d failed)" % (reloads, reload_failures))

@@ -4,7 +4,8 @@
 # config reload every 10 s (two configs, alternating). Prints requests, failures and the RSS
 # of caddy and of its workers at the start, middle and end. Uses $CADDY_BIN when set, else
 # builds caddy with scripts/build-caddy.sh into bench/.build/caddy-soak. Extra arguments go
-# to bench/soak.py (--clients N, --reload-every S).
+# to bench/soak.py (--clients N, --reload-every S; --asgi: the asgi directive with WebSocket
+# clients too, run with --python bench/.venv/bin/python for uvloop).
 set -euo pipefail
 bench=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$bench")
