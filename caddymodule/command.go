@@ -2,12 +2,14 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -183,10 +185,23 @@ func runServer(fl caddycmd.Flags, cfg *caddy.Config, summary wsgiServerSummary, 
 	}
 	caddy.TrapSignals()
 	if err := caddy.Run(cfg); err != nil {
-		return caddy.ExitCodeFailedStartup, err
+		return caddy.ExitCodeFailedStartup, explainStartError(err)
 	}
 	caddy.Log().Info("serving "+summary.kind+" app", zap.String("app", summary.app), zap.String("address", summary.address))
 	select {}
+}
+
+// explainStartError adds the flag to change to an "address in use" failure: a second
+// one-line server on a machine fails on Caddy's admin port (2019) first.
+func explainStartError(err error) error {
+	msg := err.Error()
+	if !errors.Is(err, syscall.EADDRINUSE) && !strings.Contains(msg, "address already in use") {
+		return err
+	}
+	if strings.Contains(msg, "admin") {
+		return fmt.Errorf("%w\n(the admin endpoint's address is taken, probably by another caddy: give this server its own with --admin localhost:PORT, or --admin off)", err)
+	}
+	return fmt.Errorf("%w\n(the address to serve on is taken: choose another with --listen/-b, or --port)", err)
 }
 
 // wsgiServerSummary is what the command logs once the server runs.

@@ -2,10 +2,14 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -440,5 +444,20 @@ func TestASGIServerFlags(t *testing.T) {
 	}
 	if _, err := wsgiServerRun(t, nil, "-k", "uvicorn.workers.UvicornWorker", "main:app"); err == nil || !strings.Contains(err.Error(), "caddy asgi-server") {
 		t.Errorf("-k uvicorn in wsgi-server should point to asgi-server: %v", err)
+	}
+}
+
+func TestExplainStartError(t *testing.T) {
+	admin := fmt.Errorf("starting caddy administration endpoint: %w", &net.OpError{Op: "listen", Net: "tcp", Err: os.NewSyscallError("bind", syscall.EADDRINUSE)})
+	if err := explainStartError(admin); !strings.Contains(err.Error(), "--admin") || !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("admin port taken: %v", err)
+	}
+	listen := errors.New("loading new config: http app module: start: listening on :8000: listen tcp :8000: bind: address already in use")
+	if err := explainStartError(listen); !strings.Contains(err.Error(), "--listen") {
+		t.Errorf("listen address taken: %v", err)
+	}
+	other := errors.New("provision http: something else")
+	if err := explainStartError(other); err != other {
+		t.Errorf("other errors pass unchanged: %v", err)
 	}
 }
