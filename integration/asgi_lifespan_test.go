@@ -114,6 +114,7 @@ func TestASGILifespan(t *testing.T) {
 func TestASGIDisconnectTimeoutTrailers(t *testing.T) {
 	t.Parallel()
 	c := startCaddy(t, globalBlock()+`http://127.0.0.1:{PORT} {
+	wsgi_health /healthz
 	asgi asgi_ws_app:app {
 		python {VENV}/bin/python
 		chdir {APPS}
@@ -125,6 +126,10 @@ func TestASGIDisconnectTimeoutTrailers(t *testing.T) {
 `)
 	waitStatus(t, c.URL+"/state", 200, 60*time.Second)
 	pids := c.WorkerPids()
+	// The health check works for an asgi pool as for a wsgi one.
+	if body := waitStatus(t, c.URL+"/healthz", 200, 10*time.Second); !strings.Contains(string(body), `"status":"ready"`) {
+		t.Errorf("wsgi_health of an asgi pool: %s", body)
+	}
 
 	// The client gives up on a long poll: the app's receive() returns http.disconnect.
 	cl := &http.Client{Timeout: 300 * time.Millisecond}
