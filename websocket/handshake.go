@@ -67,10 +67,10 @@ func AcceptKey(key string) string {
 	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
-// Accept answers a handshake CheckRequest passed and returns the open connection. The
-// extra header must already be validated (no CR, LF or NUL). A zero maxMessage means
-// DefaultMaxMessage.
-func Accept(w http.ResponseWriter, r *http.Request, subprotocol string, extra http.Header, maxMessage int) (*Conn, error) {
+// Accept answers a handshake CheckRequest passed and returns the open connection, whose
+// messages are bounded by DefaultMaxMessage. The extra header must already be validated
+// (no CR, LF or NUL).
+func Accept(w http.ResponseWriter, r *http.Request, subprotocol string, extra http.Header) (*Conn, error) {
 	rc := http.NewResponseController(w)
 	if extendedConnect(r) {
 		h := w.Header()
@@ -88,7 +88,7 @@ func Accept(w http.ResponseWriter, r *http.Request, subprotocol string, extra ht
 		_ = rc.SetReadDeadline(time.Time{})
 		_ = rc.SetWriteDeadline(time.Time{})
 		flush := func() error { return rc.Flush() }
-		return newConn(bufio.NewReader(r.Body), w, flush, r.Body, false, maxMessage), nil
+		return newConn(bufio.NewReader(r.Body), w, flush, r.Body, false, DefaultMaxMessage), nil
 	}
 	netConn, brw, err := rc.Hijack()
 	if err != nil {
@@ -116,7 +116,7 @@ func Accept(w http.ResponseWriter, r *http.Request, subprotocol string, extra ht
 		netConn.Close()
 		return nil, fmt.Errorf("websocket accept: writing the handshake: %w", err)
 	}
-	return newConn(brw.Reader, netConn, nil, netConn, false, maxMessage), nil
+	return newConn(brw.Reader, netConn, nil, netConn, false, DefaultMaxMessage), nil
 }
 
 // ErrClosed is returned by writes after the close frame was sent.

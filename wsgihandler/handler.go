@@ -33,7 +33,6 @@ type Handler struct {
 	keys       headerKeys
 	asgi       bool              // ASGI workers: raw headers, WebSockets, cancel on timeout
 	asgiKeys   map[string]string // header name → `~name`, for ASGI
-	maxMessage int               // WebSocket message limit
 	writers    sync.Pool         // *protocol.RequestWriter
 	observer   Observer
 }
@@ -53,9 +52,6 @@ type Options struct {
 	// WebSocket handshakes are accepted, and a request past its timeout is cancelled
 	// (the app gets http.disconnect) instead of killing a worker that serves many.
 	ASGI bool
-	// WebSocketMaxMessage bounds a WebSocket message from a client; larger ones close the
-	// connection with 1009. Default and maximum: websocket.DefaultMaxMessage (16 MiB).
-	WebSocketMaxMessage int
 }
 
 // Observer receives per-request measurements.
@@ -83,13 +79,9 @@ func New(pool *workerpool.Pool, opts Options) *Handler {
 		keys:       newHeaderKeys(),
 		observer:   opts.Observer,
 		asgi:       opts.ASGI,
-		maxMessage: opts.WebSocketMaxMessage,
 	}
 	if h.asgi {
 		h.asgiKeys = asgiHeaderKeys(h.keys)
-	}
-	if h.maxMessage <= 0 || h.maxMessage > websocket.DefaultMaxMessage {
-		h.maxMessage = websocket.DefaultMaxMessage
 	}
 	h.writers.New = func() any { return new(protocol.RequestWriter) }
 	return h
@@ -298,7 +290,7 @@ func (ex *exchange) run(sendErr error) bool {
 	ex.start = time.Now()
 	if ex.timeout > 0 && ex.timeout <= watchAfter {
 		ex.watchClient()
-		ex.extendDeadline()
+		ex.resetDeadline(ex.start)
 	} else {
 		ex.conn.Raw().SetReadDeadline(ex.start.Add(watchAfter))
 	}
@@ -319,7 +311,7 @@ func (ex *exchange) run(sendErr error) bool {
 		} else if t == protocol.TypeBody || t == protocol.TypeFile || t == protocol.TypeRead {
 			// Progress: a stream that keeps producing (server-sent events) or an upload
 			// being read is not stuck. The deadline runs again from here.
-			ex.extendDeadline()
+			ex.resetDeadline(time.Now())
 		}
 		if err != nil {
 			return ex.brokeProtocol(err)
@@ -450,13 +442,6 @@ func (ex *exchange) logger() *zap.Logger {
 		ex.log = ex.h.log.With(zap.Int("pid", ex.slot.PID()), zap.String("method", ex.r.Method), zap.String("uri", ex.r.RequestURI))
 	}
 	return ex.log
-}
-
-// extendDeadline gives the worker `timeout` from now to send its next frame.
-func (ex *exchange) extendDeadline() {
-	if ex.timeout > 0 {
-		ex.conn.Raw().SetReadDeadline(time.Now().Add(ex.timeout))
-	}
 }
 
 // cancel tells the worker the client is gone, once.

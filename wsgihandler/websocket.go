@@ -81,7 +81,7 @@ type wsExchange struct {
 // still in a known state.
 func (ex *wsExchange) run(sendErr error) bool {
 	ex.start = time.Now()
-	ex.extendDeadline()
+	ex.resetDeadline(ex.start)
 	defer ex.conn.Raw().SetReadDeadline(time.Time{})
 	if sendErr != nil {
 		return ex.workerLost(sendErr)
@@ -132,7 +132,7 @@ func (ex *wsExchange) accept(p []byte) bool {
 	}
 	var conn *websocket.Conn
 	if err == nil {
-		conn, err = websocket.Accept(ex.w, ex.r, subprotocol, header, ex.h.maxMessage)
+		conn, err = websocket.Accept(ex.w, ex.r, subprotocol, header)
 	}
 	if err != nil {
 		ex.logger().Error("websocket accept failed", zap.Error(err))
