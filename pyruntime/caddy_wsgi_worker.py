@@ -1254,10 +1254,9 @@ _WS_MAX_UNREAD_BYTES = 16 * 1024 * 1024
 class AsgiWorker:
     """What every channel of an ASGI worker shares: the app, the loop, the lifespan."""
 
-    def __init__(self, app, config, loop):
+    def __init__(self, app, loop):
         self.app = app
         self.loop = loop
-        self.config = config
         self.lifespan = None  # Lifespan, when the app supports it
         self.state = {}  # lifespan state, copied into every scope
         self.stopping = False
@@ -1885,7 +1884,7 @@ def _serve_asgi(socks, app, config, hooks, info):
     except ImportError:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    worker = AsgiWorker(app, config, loop)
+    worker = AsgiWorker(app, loop)
     if config['lifespan'] != 'off':
         failure = _start_lifespan(worker, config['lifespan'])
         if failure is not None:

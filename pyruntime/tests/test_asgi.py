@@ -42,7 +42,7 @@ async def settle():
 
 
 def channel(app):
-    worker = w.AsgiWorker(app, {'lifespan': 'off'}, asyncio.get_running_loop())
+    worker = w.AsgiWorker(app, asyncio.get_running_loop())
     worker.state = {'db': 'pool'}
     chan = w.AsgiChannel(worker)
     t = Transport()
@@ -229,7 +229,7 @@ class PathsendTest(unittest.TestCase):
                 loop = asyncio.get_running_loop()
                 ours, caddy = socket.socketpair()
                 ours.setblocking(False)
-                worker = w.AsgiWorker(app, {'lifespan': 'off'}, loop)
+                worker = w.AsgiWorker(app, loop)
                 await loop.create_unix_connection(lambda: w.AsgiChannel(worker), sock=ours)
                 caddy.sendall(w.encode_request(0, ENV))
                 caddy.setblocking(False)
@@ -277,7 +277,7 @@ class LifespanTest(unittest.TestCase):
         loop = asyncio.new_event_loop()
         try:
             asyncio.set_event_loop(loop)  # 3.9: asyncio.Queue binds to the current loop
-            worker = w.AsgiWorker(app, {'lifespan': mode}, loop)
+            worker = w.AsgiWorker(app, loop)
             return w._start_lifespan(worker, mode), worker.state
         finally:
             for task in asyncio.all_tasks(loop):
