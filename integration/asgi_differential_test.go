@@ -28,7 +28,6 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -302,19 +301,7 @@ func TestASGIScopeVsUvicorn(t *testing.T) {
 				t.Errorf("%s: ours lacks the required scope key %q", name, k)
 			}
 		}
-		keys := map[string]bool{}
-		for k := range uv.Scope {
-			keys[k] = true
-		}
-		for k := range us.Scope {
-			keys[k] = true
-		}
-		sorted := make([]string, 0, len(keys))
-		for k := range keys {
-			sorted = append(sorted, k)
-		}
-		sort.Strings(sorted)
-		for _, k := range sorted {
+		for _, k := range sortedKeys(uv.Scope, us.Scope) {
 			uvV, uvOK := uv.Scope[k]
 			usV, usOK := us.Scope[k]
 			switch k {

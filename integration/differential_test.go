@@ -11,11 +11,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -137,6 +139,19 @@ func startGunicorn(t *testing.T) (addr string) {
 	cmd.Env = append(cmd.Env, "HOME="+t.TempDir())
 	startPeer(t, "gunicorn", cmd, addr)
 	return addr
+}
+
+// sortedKeys is the sorted union of the keys of a and b: every key a differential test
+// compares.
+func sortedKeys[V any](a, b map[string]V) []string {
+	keys := slices.Collect(maps.Keys(a))
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // diffTable renders the rows of a differential test (request, key, the peer's value, ours,
@@ -276,19 +291,7 @@ http://127.0.0.1:{PORT} {
 				failures = append(failures, fmt.Sprintf("%s: PEP 3333 key %s missing in ours", r.name, k))
 			}
 		}
-		keys := map[string]bool{}
-		for k := range g {
-			keys[k] = true
-		}
-		for k := range o {
-			keys[k] = true
-		}
-		sorted := make([]string, 0, len(keys))
-		for k := range keys {
-			sorted = append(sorted, k)
-		}
-		sort.Strings(sorted)
-		for _, k := range sorted {
+		for _, k := range sortedKeys(g, o) {
 			gv, gok := g[k]
 			ov, ook := o[k]
 			if gok == ook && gv == ov {
