@@ -32,6 +32,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 BUILD = BENCH / ".build"
 VENV = BENCH / ".venv"
+VENV312 = BENCH / ".venv312"  # caddy-snake's ASGI workers: asyncio.run(loop_factory=) needs Python 3.12
 APPS = BENCH / "apps"
 CADDYFILES = BENCH / "caddy"
 RESULTS = BENCH / "results"
@@ -45,7 +46,9 @@ PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 # ---------------------------------------------------------------------------------------------
 
 # kind: wsgi (caddy-wsgi), asgi (caddy-asgi), proxy (Caddy reverse_proxy -> upstream), alone (a Python
-# server), respond (Caddy without Python: the reference), snake (caddy-snake).
+# server), respond (Caddy without Python: the reference), snake (caddy-snake, WSGI or ASGI).
+# workloads: the only workloads a contender has cells in (granian-h2: hello-h2); tls: it serves HTTPS itself;
+# venv: the venv of its Python workers when not bench/.venv.
 # iface: the interface of the contender's app, wsgi or asgi: a contender runs only the workloads of
 # its interface (None: the Caddy reference, which runs both).
 CONTENDERS = [
@@ -57,13 +60,19 @@ CONTENDERS = [
     dict(name="granian", kind="alone", iface="wsgi", upstream="granian", desc="Granian `--interface wsgi --workers N` alone"),
     dict(name="caddy+granian", kind="proxy", iface="wsgi", upstream="granian", desc="Caddy `reverse_proxy` → Granian `--workers N`"),
     dict(name="uwsgi", kind="alone", iface="wsgi", upstream="uwsgi", desc="uWSGI `--http-socket`, `--processes N` alone"),
-    dict(name="caddy-snake", kind="snake", iface="wsgi", desc="caddy-snake `python { workers N }` (if it builds)"),
+    dict(name="granian-h2", kind="alone", iface="wsgi", upstream="granian-h2", tls=True, workloads=("hello-h2",),
+         desc="Granian `--interface wsgi --workers N --http 2` with its own TLS (`--ssl-certificate`, a self-signed "
+              "P-256 certificate) alone: Granian as a user choosing it instead of Caddy would run it for HTTP/2"),
+    dict(name="caddy-snake", kind="snake", iface="wsgi", caddyfile="snake",
+         desc="caddy-snake `python { module_wsgi <app>; workers N }` (built from its source tarball)"),
     dict(name="caddy-asgi", kind="asgi", iface="asgi", desc="Caddy `asgi` directive, `workers N` (one asyncio loop per worker)"),
     dict(name="caddy+uvicorn", kind="proxy", iface="asgi", upstream="uvicorn",
          desc="Caddy `reverse_proxy` → Uvicorn `--workers N` (uvloop, httptools)"),
     dict(name="uvicorn", kind="alone", iface="asgi", upstream="uvicorn", desc="Uvicorn `--workers N` (uvloop, httptools) alone"),
     dict(name="granian-asgi", kind="alone", iface="asgi", upstream="granian-asgi", desc="Granian `--interface asgi --workers N` alone"),
     dict(name="hypercorn", kind="alone", iface="asgi", upstream="hypercorn", desc="Hypercorn `--workers N -k uvloop` alone"),
+    dict(name="caddy-snake-asgi", kind="snake", iface="asgi", caddyfile="snake-asgi", venv=VENV312,
+         desc="caddy-snake `python { module_asgi <app>; workers N }` (its default runtime, uvloop; built from its source tarball)"),
     dict(name="caddy-respond", kind="respond", iface=None, desc="Caddy `respond` / `file_server`, no Python (reference, not a peer)"),
 ]
 CONTENDER = {c["name"]: c for c in CONTENDERS}
@@ -75,7 +84,7 @@ GROUP_READY = {"plain": "/hello", "flask": "/flask/json", "django": "/django/ite
 
 PYTHON_KINDS = ("wsgi", "proxy", "alone", "snake")
 CADDY_KINDS = ("wsgi", "proxy", "respond", "snake")
-ASGI_KINDS = ("asgi", "proxy", "alone")
+ASGI_KINDS = ("asgi", "proxy", "alone", "snake")
 
 # iface: wsgi or asgi (the contenders that run it). conns: "C" = --connections, "B" = --big-connections.
 # tool: wrk (default), h2load or wsload (bench/wsload, WebSocket round trips).
@@ -84,8 +93,9 @@ WORKLOADS = [
          desc="13-byte `Hello, world!`, keep-alive"),
     dict(name="hello-close", iface="wsgi", group="plain", path="/hello", conns="C", close=True, kinds=PYTHON_KINDS + ("respond",),
          desc="13-byte hello world, `Connection: close` (a new TCP connection per request)"),
-    dict(name="hello-h2", iface="wsgi", group="plain", path="/hello", conns="C", tool="h2load", kinds=CADDY_KINDS, quick=True,
-         desc="13-byte hello world over HTTP/2 + TLS (h2load, `tls internal`, one stream per connection); Caddy-fronted contenders only"),
+    dict(name="hello-h2", iface="wsgi", group="plain", path="/hello", conns="C", tool="h2load", kinds=CADDY_KINDS,
+         quick=True, desc="13-byte hello world over HTTP/2 + TLS (h2load, one stream per connection); Caddy-fronted "
+                          "contenders (`tls internal`) and Granian with its own TLS and HTTP/2 (granian-h2)"),
     dict(name="json4k", iface="wsgi", group="plain", path="/json4k", conns="C", kinds=PYTHON_KINDS + ("respond",),
          desc="4 KiB JSON serialised by `json.dumps` on every request (Caddy `respond`: the same bytes, static)"),
     dict(name="slow", iface="wsgi", group="plain", path="/slow", conns="C", kinds=PYTHON_KINDS,
@@ -115,10 +125,18 @@ WORKLOAD = {w["name"]: w for w in WORKLOADS}
 
 def applies(c, w):
     """Whether contender c runs workload w (else the cell is n/a, or absent for another interface)."""
-    return c["kind"] in w["kinds"] and same_iface(c, w)
+    if not same_iface(c, w):
+        return False
+    if c.get("tls"):  # serves HTTPS itself (granian-h2): the HTTP/2 workload only
+        return w.get("tool") == "h2load"
+    return c["kind"] in w["kinds"]
 
 
 def same_iface(c, w):
+    """Whether contender c has a cell (run or n/a) in workload w: same interface, and w among its
+    workloads when it lists them."""
+    if c.get("workloads") and w["name"] not in c["workloads"]:
+        return False
     return c.get("iface") in (None, w.get("iface", "wsgi"))
 
 
@@ -366,6 +384,11 @@ def upstream_cmd(env, which, app, port):
     if which == "granian":
         return [str(v / "granian"), "--interface", "wsgi", "--workers", n, "--host", "127.0.0.1", "--port", str(port),
                 "--working-dir", str(APPS), "--no-ws", "--log-level", "warning", app]
+    if which == "granian-h2":
+        cert, key = tls_cert()
+        return [str(v / "granian"), "--interface", "wsgi", "--workers", n, "--host", "127.0.0.1", "--port", str(port),
+                "--working-dir", str(APPS), "--no-ws", "--log-level", "warning", "--http", "2",
+                "--ssl-certificate", str(cert), "--ssl-keyfile", str(key), app]
     if which == "uvicorn":
         return [str(v / "uvicorn"), "--workers", n, "--host", "127.0.0.1", "--port", str(port), "--app-dir", str(APPS),
                 "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--log-level", "warning",
@@ -384,12 +407,30 @@ def upstream_cmd(env, which, app, port):
     raise ValueError(which)
 
 
+def tls_cert():
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1 (what Caddy's `tls internal` issues is P-256
+    too) for the servers that do their own TLS; made once with the openssl CLI in bench/.build/tls."""
+    d = BUILD / "tls"
+    cert, key = d / "cert.pem", d / "key.pem"
+    if cert.exists() and key.exists():
+        return cert, key
+    d.mkdir(parents=True, exist_ok=True)
+    if not shutil.which("openssl"):
+        raise RuntimeError("openssl is not installed (apt-get install openssl): no certificate for granian-h2")
+    r = sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", str(key), "-out", str(cert), "-days", "3650", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1"], timeout=60)
+    if r.returncode:
+        raise RuntimeError("openssl req failed: " + (r.stderr or r.stdout).strip()[-300:])
+    return cert, key
+
+
 def caddy_env(env, c, app, http_port, https_port, upstream_port=None):
     threads = env.args.threads if c.get("threads") == "T" else 1
     extra = dict(
         BENCH_HTTP_PORT=str(http_port), BENCH_HTTPS_PORT=str(https_port),
         BENCH_CADDY_DATA=str(BUILD / "caddy-data"), BENCH_APP=app, BENCH_APPS_DIR=str(APPS),
-        BENCH_VENV=str(VENV), BENCH_WORKERS=str(env.args.procs), BENCH_THREADS=str(threads),
+        BENCH_VENV=str(c.get("venv", VENV)), BENCH_WORKERS=str(env.args.procs), BENCH_THREADS=str(threads),
         BENCH_FILE_NAME=env.file.name, BENCH_FILE_DIR=str(env.file.parent), BENCH_JSON4K=env.json4k,
     )
     if upstream_port:
@@ -404,6 +445,14 @@ def wait_ready(url, procs, timeout=90.0):
         for p in procs:
             if p.poll() is not None:
                 raise RuntimeError("exited with status %s before it was ready" % p.returncode)
+        if url.startswith("https:"):  # a server with only HTTP/2 over TLS (granian-h2): curl, not urllib
+            r = sh(["curl", "-sk", "--http2", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                    url], timeout=30)
+            if r.stdout.strip() == "2 200":
+                return
+            last = (r.stdout + " " + r.stderr).strip()[:200]
+            time.sleep(0.1)
+            continue
         try:
             with urllib.request.urlopen(url, timeout=5) as r:
                 r.read()
@@ -442,7 +491,9 @@ class Server:
             p = spawn(cmd, base_env(env), logfile)
             self.procs.append(p)
             self.commands.append(cmd)
-            wait_ready("http://127.0.0.1:%d%s" % (up, GROUP_READY[group]), self.procs)
+            if c.get("tls"):
+                self.https_port = up
+            wait_ready("%s://127.0.0.1:%d%s" % ("https" if c.get("tls") else "http", up, GROUP_READY[group]), self.procs)
             if kind == "alone":
                 self.front = p.pid
                 return
@@ -450,7 +501,7 @@ class Server:
         else:
             upstream_port = None
         self.https_port = free_port()
-        caddyfile = CADDYFILE[kind]
+        caddyfile = c.get("caddyfile") or CADDYFILE[kind]
         binary = str(env.snake) if kind == "snake" else env.caddy
         cmd = [binary, "run", "--adapter", "caddyfile", "--config", str(CADDYFILES / (caddyfile + ".Caddyfile"))]
         extra = caddy_env(env, c, app, self.http_port, self.https_port, upstream_port)
@@ -780,11 +831,71 @@ def machine_info():
 
 def snake_status(env):
     if env.snake.exists():
-        return dict(available=True, version=first_line([str(env.snake), "version"]))
+        src = BUILD / "caddy-snake.src"
+        py = []
+        for label, venv in (("WSGI (caddy-snake)", VENV), ("ASGI (caddy-snake-asgi)", VENV312)):
+            exe = venv / "bin" / "python"
+            py.append("%s: %s (`%s`)" % (label, first_line([str(exe), "--version"]) if exe.exists() else "no venv",
+                                         venv.relative_to(ROOT)))
+        return dict(available=True, version=first_line([str(env.snake), "version"]),
+                    source=src.read_text().split()[0] if src.exists() else "?", python="; ".join(py))
     err = BUILD / "caddy-snake.err"
     reason = err.read_text().strip() if err.exists() else "not built (bench/run.sh builds it)"
     reason = re.sub(r"https?://[^/\s]+", "<GOPROXY>", reason)
     return dict(available=False, reason=reason)
+
+
+PROBE_LABEL = {"socketpair": "socketpair round trip (AF_UNIX stream, 16 bytes each way)",
+               "futex": "futex wake round trip (counter in shared memory, FUTEX_WAIT/FUTEX_WAKE)",
+               "spin": "shared-memory spin round trip (both sides busy-poll the counter)"}
+
+
+def ipc_probe(env):
+    """Runs bench/.build/ipcprobe (two processes ping-ponging over a socketpair, a futex and a spun-on
+    shared counter) once the machine is idle; returns its report, with the other load meanwhile."""
+    binary = BUILD / "ipcprobe"
+    if not binary.exists():
+        err = BUILD / "ipcprobe.err"
+        return dict(available=False, reason=err.read_text().strip() if err.exists() else "not built (bench/run.sh builds it)")
+    wait_quiet(env)
+    ru0c, ru0s = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+    busy0, t0 = system_busy()[0], time.time()
+    try:
+        r = sh([str(binary)], timeout=60)
+    except subprocess.TimeoutExpired:
+        return dict(available=False, reason="bench/.build/ipcprobe did not finish in 60 s")
+    busy1, t1 = system_busy()[0], time.time()
+    ru1c, ru1s = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+    m = re.search(r"^IPCPROBE (\{.*\})$", r.stdout, re.M)
+    if r.returncode or not m:
+        return dict(available=False, reason=("exit %d: " % r.returncode) + (r.stdout + r.stderr).strip()[-300:])
+    out = json.loads(m.group(1))
+    own = sum(x.ru_utime + x.ru_stime for x in (ru1c, ru1s)) - sum(x.ru_utime + x.ru_stime for x in (ru0c, ru0s))
+    out.update(available=True, command="bench/.build/ipcprobe", elapsed_s=t1 - t0,
+               other_cpu_cores=max(0.0, busy1 - busy0 - own) / (t1 - t0))
+    return out
+
+
+def probe_table(probe):
+    """Markdown lines: the IPC probe's figures (or why there are none)."""
+    if not probe:
+        return []
+    if not probe.get("available"):
+        return ["IPC probe: not measured (%s)." % probe.get("reason", "?").splitlines()[0][:200]]
+    lines = ["IPC probe on this machine (`%s`: two processes, %d CPUs, %s; %d warm-up round trips, then the "
+             "measured ones, %.0f s cap per mode; other load meanwhile %.2f CPU). What one wake-up between "
+             "Caddy and a worker costs here, to read the tables of different machines side by side:" % (
+                 probe["command"], probe["cpus"], probe["go"], probe["warmup"], probe["cap_s"], probe["other_cpu_cores"]),
+             "", "| IPC probe | median µs | p99 µs | min µs | mean µs | round trips |", "|---|---:|---:|---:|---:|---:|"]
+    for r in probe["results"]:
+        label = PROBE_LABEL.get(r["mode"], r["mode"])
+        if r.get("error"):
+            lines.append("| %s | failed: %s | | | | |" % (label, r["error"][:80].replace("|", "/")))
+            continue
+        lines.append("| %s | %.2f | %.2f | %.2f | %.2f | %d%s |" % (
+            label, r["median_us"], r["p99_us"], r["min_us"], r["mean_us"], r["round_trips"],
+            " (time cap reached)" if r.get("capped") else ""))
+    return lines
 
 
 def uwsgi_status():
@@ -820,7 +931,7 @@ def contender_commands(env, c):
         out.append(" ".join(shlex.quote(x) for x in upstream_cmd(env, c["upstream"], "<app>", port))
                    .replace(str(BENCH), "bench").replace(str(ROOT), "."))
     if kind != "alone":
-        cf = CADDYFILE[kind]
+        cf = c.get("caddyfile") or CADDYFILE[kind]
         binary = "bench/.build/caddy-snake" if kind == "snake" else "bench/.build/caddy"
         threads = t if c.get("threads") == "T" else 1
         vars_ = "BENCH_WORKERS=%d BENCH_THREADS=%d " % (n, threads) if kind in ("wsgi", "snake") else ""
@@ -1062,6 +1173,8 @@ def render_markdown(results, iface=None):
         if not any(c["workload"] == w["name"] for c in results["cells"]):
             continue
         out += ["", "### %s" % w["name"], "", w["desc"] + ".", "", workload_table(results, w["name"])]
+        if w["name"] == "hello" and m.get("ipc_probe"):
+            out += [""] + probe_table(m["ipc_probe"])
     mine = [c for c in results["cells"] if not iface or iface_of(c["workload"]) == iface]
     noisy = [c for c in mine if c.get("other_cpu_cores", 0) > NOISY_CORES]
     if noisy:
@@ -1150,13 +1263,17 @@ def write_docs(results, results_dir=None):
             "bench/run.sh --procs 2 --threads 2 --duration 5 --connections 64 --big-connections 4 --warmup 1",
             "bench/run.sh --write-docs     # regenerate this page from bench/results/latest.json",
             "bench/run.sh --list           # contenders and workloads",
-            "# also: --no-build (keep bench/.build/caddy), --retry-snake (try the caddy-snake build again),",
+            "# also: --no-build (keep bench/.build/caddy), --retry-snake (build caddy-snake again),",
             "#       --retry-budget S (re-run disturbed cells, default 120), --quiet-budget S (default 60)",
             "```", "",
             "It installs what is missing: a venv at `bench/.venv` with the pins of `bench/requirements.txt` "
             "(uWSGI is built by pip; if that fails the run goes on without it), `wrk` and `h2load` "
             "(`apt-get install wrk nghttp2-client`), the WebSocket load generator `bench/.build/wsload` (`go build` "
-            "of [`bench/wsload/`](../bench/wsload), its own Go module), and caddy with this module (`scripts/build-caddy.sh "
+            "of [`bench/wsload/`](../bench/wsload), its own Go module), the IPC probe `bench/.build/ipcprobe` (`go build` of "
+            "[`bench/ipcprobe/`](../bench/ipcprobe), standard library only), caddy-snake (`xcaddy build v2.11.9 --with "
+            "github.com/mliezun/caddy-snake@v0.0.0=<dir>` of its source tarball, `$CADDY_SNAKE_SRC` or "
+            "`../shared/peers/caddy-snake-*.tar.gz`, extracted into `bench/.build`; the Go module proxy does not serve "
+            "it), a self-signed certificate for granian-h2 (`openssl req -x509`, P-256, in `bench/.build/tls`), and caddy with this module (`scripts/build-caddy.sh "
             "bench/.build/caddy`, rebuilt on every run so that it measures the current tree; `CADDY_BIN` "
             "overrides it, `--no-build` skips the build). Results go to `bench/results/<timestamp>.{md,json}` and "
             "`bench/results/latest.{md,json,png}`. Only 127.0.0.1 is used; every server runs in its own "
@@ -1172,7 +1289,7 @@ def write_docs(results, results_dir=None):
         out.append("| %s | %s |" % (k, v))
     out += ["| wrk | %s |" % m["versions"]["wrk"], "| h2load | %s |" % m["versions"]["h2load"]]
     sn = m["caddy_snake"]
-    out += ["", "**caddy-snake**: " + ("built (%s)." % sn.get("version") if sn["available"] else
+    out += ["", "**caddy-snake**: " + (snake_line(sn) if sn["available"] else
                                        "not measured. `xcaddy build v2.11.9 --with github.com/mliezun/caddy-snake` failed:"),
             ""]
     if not sn["available"]:
@@ -1208,7 +1325,20 @@ def write_docs(results, results_dir=None):
             "- Ratios: value ÷ the best peer's value in the same workload (best = highest req/s, lowest "
             "latency/CPU/RSS). Caddy `respond`/`file_server` is the ceiling of any Caddy handler, shown "
             "in italics and not counted as a peer.",
-            "- `n/a`: the workload does not apply (HTTP/2 is only measured for Caddy-fronted contenders; "
+            "- **hello-h2**: HTTP/2 over TLS, one stream per connection (`h2load -m1`). The Caddy-fronted contenders "
+            "use Caddy's `tls internal` certificate (ECDSA P-256); **granian-h2** is Granian doing its own TLS and "
+            "HTTP/2 (`--http 2 --ssl-certificate --ssl-keyfile`, a self-signed P-256 certificate made with `openssl`), "
+            "which is what a user choosing Granian instead of Caddy for HTTPS would run.",
+            "- **IPC probe** (printed with the hello cell, its table is under the hello table): "
+            "[`bench/ipcprobe`](../bench/ipcprobe) times round trips between two processes: a 16-byte message over "
+            "an AF_UNIX socketpair and back; a counter in a shared page bumped then `FUTEX_WAKE`d, the other side "
+            "`FUTEX_WAIT`ing and answering the same way; and the same counters busy-polled by both sides (no syscall; "
+            "with 2 CPUs the spinner competes with the side it waits for, so its tail shows the scheduler). "
+            "These are the costs a Caddy ⇄ worker bridge pays per wake-up on the machine, to read figures from "
+            "different machines side by side.",
+            "- **caddy-snake** runs with the Python of its `venv` (the line above names it); it talks to its "
+            "workers over a Unix socket, like caddy-wsgi over socketpairs.",
+            "- `n/a`: the workload does not apply (HTTP/2 is only measured for Caddy-fronted contenders and granian-h2; "
             "Caddy without Python has no Flask, Django, streaming, upload or sleep).", ""]
     out += ["## Contenders and their exact commands", "",
             "`<app>` is `app:application` (stdlib routes), `flask_app:application` or `django_app:application`, "
@@ -1252,6 +1382,18 @@ def write_docs(results, results_dir=None):
     if png.exists():
         shutil.copyfile(png, DOCS / "benchmarks.png")
     log("wrote %s and %s" % (DOCS / "benchmarks.md", DOCS / "benchmarks.png"))
+
+
+def snake_line(sn):
+    """The docs' line on caddy-snake: what was built, from what, and which Python its workers ran."""
+    txt = "built (%s)" % sn.get("version", "?")
+    if sn.get("source"):
+        txt += " from `%s` with `xcaddy build v2.11.9 --with github.com/mliezun/caddy-snake@v0.0.0=<extracted dir>`" % sn["source"]
+    if sn.get("python"):
+        txt += ". Its Python workers ran %s. The WSGI ones run on the same Python as every other contender; the " \
+               "ASGI ones need 3.12+ (its worker script calls `asyncio.run(..., loop_factory=...)`, which 3.11 " \
+               "lacks), so they have a venv of their own with the same pins" % sn["python"]
+    return txt + "."
 
 
 def docs_contenders(m, iface):
@@ -1314,9 +1456,13 @@ def docs_asgi_section(results, example):
             "`<app>` is `asgi_app:app` (a raw ASGI 3 app: `/hello` and the `/ws` echo) or `fastapi_app:app`, "
             "both in [`bench/apps/`](../bench/apps). `proxy.Caddyfile` is the one above.", ""]
     out += docs_contenders(m, "asgi")
-    path = CADDYFILES / "asgi.Caddyfile"
-    out += ["", "<details><summary>bench/caddy/asgi.Caddyfile</summary>", "", "```caddy", path.read_text().rstrip(),
-            "```", "", "</details>", "", "### ASGI workloads", ""]
+    out.append("")
+    for name in ("asgi.Caddyfile", "snake-asgi.Caddyfile"):
+        path = CADDYFILES / name
+        if path.exists():
+            out += ["<details><summary>bench/caddy/%s</summary>" % name, "", "```caddy", path.read_text().rstrip(),
+                    "```", "", "</details>", ""]
+    out += ["### ASGI workloads", ""]
     for w in WORKLOADS:
         if w.get("iface") != "asgi":
             continue
@@ -1467,6 +1613,12 @@ def main(argv):
     except OSError:
         results["meta"]["git"] = "?"
 
+    if any(w["name"] == "hello" for w in workloads):
+        log("== IPC probe (for the hello cell): bench/.build/ipcprobe")
+        probe = ipc_probe(env)
+        results["meta"]["ipc_probe"] = probe
+        log("\n".join(probe_table(probe)))
+
     ncells = sum(1 for c in contenders for w in workloads if applies(c, w))
     log("== %d contenders x %d workloads: %d cells of %d s (+%d s warm-up)" % (len(contenders), len(workloads), ncells,
                                                                               a.duration, a.warmup))
@@ -1478,6 +1630,15 @@ def main(argv):
             skip = "skipped: caddy-snake did not build"
         if c.get("upstream") == "uwsgi" and not uw["available"]:
             skip = "skipped: uWSGI did not install"
+        venv = Path(c.get("venv", VENV))
+        if c["kind"] != "respond":
+            info["python"] = first_line([str(venv / "bin" / "python"), "--version"]) if (venv / "bin" / "python").exists() \
+                else "no %s" % venv.relative_to(ROOT)
+            info["venv"] = str(venv.relative_to(ROOT))
+        if not skip and not (venv / "bin" / "python").exists():
+            err = BUILD / "venv312.err"
+            skip = "skipped: no %s (%s)" % (venv.relative_to(ROOT), err.read_text().strip()[:160] if err.exists() else
+                                            "bench/run.sh creates it with Python 3.12 when caddy-snake is built")
         if skip:
             info["status"] = skip
         for group in GROUP_APP:

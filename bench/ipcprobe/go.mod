@@ -1,0 +1,3 @@
+module caddy-wsgi/bench/ipcprobe
+
+go 1.22
