@@ -1021,7 +1021,7 @@ def summary_line(results):
     peers = sorted(c["rps"] for (n, w), c in cells.items() if w == "hello" and is_peer(n))
     median = peers[len(peers) // 2] if peers else 0
     for other, label in (("caddy+gunicorn-gthread", "Caddy→Gunicorn gthread"), ("caddy+gunicorn-sync", "Caddy→Gunicorn sync"),
-                         ("granian", "Granian alone"), ("caddy-respond", "Caddy respond")):
+                         ("granian", "Granian alone"), ("caddy-snake", "caddy-snake"), ("caddy-respond", "Caddy respond")):
         o = cells.get((other, "hello"))
         text = "%s %s" % ("%.2f×" % (me["rps"] / o["rps"]) if o and o["rps"] else "n/a", "vs " + label)
         if o and o["rps"] < 0.1 * median:
@@ -1031,6 +1031,10 @@ def summary_line(results):
     if thr and gth:
         parts.append("caddy-wsgi threads=%d %.2f× vs gthread threads=%d" % (results["meta"]["args"]["threads"],
                                                                           thr["rps"] / gth["rps"], results["meta"]["args"]["threads"]))
+    h2, gh2 = cells.get(("caddy-wsgi", "hello-h2")), cells.get(("granian-h2", "hello-h2"))
+    if h2 and gh2 and gh2["rps"]:
+        parts.append("hello-h2: caddy-wsgi %s req/s, %.2f× vs Granian's own TLS + HTTP/2" % ("{:,.0f}".format(h2["rps"]),
+                                                                                           h2["rps"] / gh2["rps"]))
     p99 = []
     for c in CONTENDERS:
         o = cells.get((c["name"], "hello"))
@@ -1043,7 +1047,8 @@ def summary_line(results):
 
 # caddy-asgi against each ASGI peer: (contender, label, target ratio on asgi-hello or None)
 ASGI_PEERS = (("granian-asgi", "Granian ASGI alone", 1.0), ("caddy+uvicorn", "Caddy→Uvicorn", 2.0),
-              ("uvicorn", "Uvicorn alone", None), ("hypercorn", "Hypercorn alone", None))
+              ("uvicorn", "Uvicorn alone", None), ("hypercorn", "Hypercorn alone", None),
+              ("caddy-snake-asgi", "caddy-snake ASGI", None))
 ASGI_WORKLOADS = [w["name"] for w in WORKLOADS if w.get("iface") == "asgi"]
 
 
@@ -1403,9 +1408,12 @@ def docs_contenders(m, iface):
         ci = CONTENDER.get(name, {}).get("iface", "wsgi")
         if ci != iface and not (ci is None and iface == "wsgi"):
             continue
-        out.append("- **%s**: %s" % (name, info["desc"].replace("N", str(a["procs"])).replace("T", str(a["threads"]))))
+        desc = re.sub(r"\bT\b", str(a["threads"]), re.sub(r"\bN\b", str(a["procs"]), info["desc"]))
+        out.append("- **%s**: %s" % (name, desc))
         for cmd in info["commands"]:
             out.append("  - `%s`" % cmd)
+        if info.get("venv") and info["venv"] != "bench/.venv":
+            out.append("  - its Python workers: %s (`%s`)" % (info.get("python", "?"), info["venv"]))
         if info.get("status"):
             out.append("  - %s" % info["status"])
     return out
