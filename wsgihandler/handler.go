@@ -95,6 +95,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, info Request
 		http.Error(w, "Bad Request: NUL in path", http.StatusBadRequest)
 		return
 	}
+	if reason := checkRequest(r); reason != "" {
+		h.refuse(w, r, reason)
+		return
+	}
+	stripFragment(r)
 	if h.asgi && websocket.IsUpgrade(r) {
 		h.serveWebSocket(w, r, info)
 		return
@@ -106,10 +111,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, info Request
 			http.Error(w, "Request Entity Too Large", http.StatusRequestEntityTooLarge)
 			return
 		}
-		if r.Context().Err() == nil {
-			http.Error(w, "Bad Request: incomplete body", http.StatusBadRequest)
-		}
+		// Also when the client half-closed (its context is then done): it may still read.
+		h.refuse(w, r, "incomplete body: "+err.Error())
 		return
+	}
+	if r.Trailer != nil {
+		if name := checkTrailers(r); name != "" {
+			h.refuse(w, r, "forbidden trailer field "+name)
+			return
+		}
 	}
 
 	fw := h.writers.Get().(*protocol.RequestWriter)
