@@ -226,9 +226,9 @@ func timeout(d *caddy.Duration) time.Duration {
 
 // Provision starts the pool, or adopts the running one when a reload left its settings
 // unchanged, and waits until a worker has imported the app. If the import fails on first
-// start, the site answers 503 while the pool retries; if it fails on a reload that
-// replaces a running pool of the same name, the new config is rejected and the old pool
-// keeps serving.
+// start, the site answers 503 while the pool retries (Caddy comes up and serves its other
+// sites); if it fails on a reload (whatever the pool's name: a reload may switch apps),
+// the new config is rejected and the running one keeps serving.
 func (m *WSGI) Provision(ctx caddy.Context) error {
 	m.logger = ctx.Logger()
 	if m.Name == "" {
@@ -245,6 +245,9 @@ func (m *WSGI) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("wsgi: %w", err)
 	}
 	_, replacing := findPool(m.Name)
+	// A running config means this is a reload: a new pool that cannot import must not
+	// replace what serves now (ActiveContext is still the running config's here).
+	replacing = replacing || caddy.ActiveContext().Context != nil
 	val, loaded, err := pools.LoadOrNew(string(key), func() (caddy.Destructor, error) {
 		p, err := workerpool.New(cfg)
 		if err != nil {
@@ -267,7 +270,7 @@ func (m *WSGI) Provision(ctx caddy.Context) error {
 			if replacing {
 				pools.Delete(m.poolKey)
 				m.poolKey = ""
-				return fmt.Errorf("wsgi %s: the new app failed to import, keeping the running pool: %v", m.Name, bootErr)
+				return fmt.Errorf("wsgi %s: the new app failed to import, keeping the running config: %v", m.Name, bootErr)
 			}
 			m.logger.Error("no worker could start; requests get 503 until one does", zap.String("app", m.App), zap.Error(bootErr))
 		}

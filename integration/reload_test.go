@@ -7,6 +7,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -470,5 +471,32 @@ http://127.0.0.1:{PORT} {
 	}
 	if n < 2 {
 		t.Errorf("%d \"recycling worker\" entries with reason reload, want 2", n)
+	}
+}
+
+// TestReloadToOtherAppImportFailureRejected: a reload that switches the site to another app
+// (so another pool name, the app spec by default) that cannot import is refused with the
+// import error, and the running pool keeps serving.
+func TestReloadToOtherAppImportFailureRejected(t *testing.T) {
+	t.Parallel()
+	site := func(app string) string {
+		return globalBlock() + "http://127.0.0.1:{PORT} {\n\twsgi " + app +
+			" {\n\t\tpython {PYTHON}\n\t\tchdir {APPS}\n\t\tenv MARKER_DIR {TMP}\n\t\tworkers 1\n\t}\n}\n"
+	}
+	c := startCaddy(t, site("lifecycle"))
+	waitStatus(t, c.URL+"/pid", 200, 20*time.Second)
+	before := mustPidInfo(t, c.URL+"/pid")
+	out, err := caddyReload(t, c, "Caddyfile.other", site("no_such_module_14:app"))
+	if err == nil {
+		t.Errorf("caddy reload to an app that cannot import succeeded; want a non-zero exit. Output:\n%s", out)
+	} else if !strings.Contains(out, "No module named") {
+		t.Errorf("caddy reload failed (%v) without the import error:\n%s", err, out)
+	}
+	code, body := rawExchange(t, c.Port, fmt.Sprintf("GET /pid HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", c.Port), false)
+	if code != http.StatusOK {
+		t.Fatalf("after the refused reload the site answers %d %s, want the old app's 200", code, body)
+	}
+	if got, err := parsePidInfo([]byte(body)); err != nil || got.Pid != before.Pid {
+		t.Errorf("after the refused reload: %s (%v), want the old worker %d", body, err, before.Pid)
 	}
 }
