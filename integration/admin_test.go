@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -452,5 +454,70 @@ func TestAutoscale(t *testing.T) {
 	}
 	if code, _, err := tryGet(c.URL+"/pid", 10*time.Second); code != 200 {
 		t.Errorf("after scaling down: %d %v", code, err)
+	}
+}
+
+// TestWSGIRestartCommand: `caddy wsgi-restart` deploys new code (all pools, or --pool);
+// new code that fails to import leaves the old workers serving and the command exits
+// non-zero with the traceback's last line.
+func TestWSGIRestartCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	app := filepath.Join(dir, "deployed.py")
+	write := func(src string) {
+		if err := os.WriteFile(app, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version := func(v string) string {
+		return "def application(environ, start_response):\n" +
+			"    start_response('200 OK', [('Content-Type', 'text/plain')])\n" +
+			"    return [b'" + v + "']\n"
+	}
+	write(version("v1"))
+	c := startCaddy(t, globalBlock()+`
+http://127.0.0.1:{PORT} {
+	wsgi deployed {
+		python {PYTHON}
+		chdir `+dir+`
+		workers 2
+	}
+}
+`)
+	waitStatus(t, c.URL+"/", 200, 20*time.Second)
+	serving := func() string {
+		code, body := rawExchange(t, c.Port, fmt.Sprintf("GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", c.Port), false)
+		if code != http.StatusOK {
+			t.Fatalf("GET /: %d %s", code, body)
+		}
+		return body
+	}
+	if got := serving(); got != "v1" {
+		t.Fatalf("serving %q, want v1", got)
+	}
+	write(version("v2-new")) // another size: a .pyc of the same second and size is not stale
+	out, err := runCaddyCmd(t, c.Dir, "wsgi-restart", "--address", c.Admin)
+	if err != nil || !strings.Contains(out, "deployed: 2 workers restarted") {
+		t.Fatalf("caddy wsgi-restart: %v\n%s", err, out)
+	}
+	for i := 0; i < 4; i++ {
+		if got := serving(); got != "v2-new" {
+			t.Fatalf("after wsgi-restart serving %q, want v2-new", got)
+		}
+	}
+	write("raise RuntimeError('broken deploy 14')\n")
+	out, err = runCaddyCmd(t, c.Dir, "wsgi-restart", "--pool", "deployed", "--address", c.Admin)
+	if err == nil {
+		t.Errorf("wsgi-restart of code that cannot import exited 0:\n%s", out)
+	} else if !strings.Contains(out, "RuntimeError: broken deploy 14") {
+		t.Errorf("wsgi-restart failed (%v) without the traceback's last line:\n%s", err, out)
+	}
+	for i := 0; i < 4; i++ {
+		if got := serving(); got != "v2-new" {
+			t.Fatalf("after a failed wsgi-restart serving %q, want the old workers' v2-new", got)
+		}
+	}
+	if out, err := runCaddyCmd(t, c.Dir, "wsgi-restart", "--pool", "nope", "--address", c.Admin); err == nil {
+		t.Errorf("wsgi-restart --pool nope exited 0:\n%s", out)
 	}
 }

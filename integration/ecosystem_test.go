@@ -897,7 +897,8 @@ func TestDeployKubernetes(t *testing.T) {
 func TestDeploySystemdUnit(t *testing.T) {
 	unit := ecoRead(t, "deploy/caddy-wsgi.service")
 	for _, must := range []string{"ExecStart=/usr/bin/caddy run --environ --config /etc/caddy/Caddyfile",
-		"ExecReload=/usr/bin/caddy reload --config /etc/caddy/Caddyfile", "Type=notify", "NoNewPrivileges=true",
+		"ExecReload=/usr/bin/caddy reload --config /etc/caddy/Caddyfile",
+		"ExecReload=/usr/bin/caddy wsgi-restart --config /etc/caddy/Caddyfile", "Type=notify", "NoNewPrivileges=true",
 		"ProtectSystem=strict", "AmbientCapabilities=CAP_NET_BIND_SERVICE", "User=caddy", "WantedBy=multi-user.target"} {
 		if !strings.Contains(unit, must+"\n") && !strings.Contains(unit, must+" ") {
 			t.Errorf("caddy-wsgi.service lacks %q", must)

@@ -85,7 +85,8 @@ var errScaledDown = errors.New("scaled down")
 
 // Restart replaces every worker, one at a time: each new worker is ready before the one
 // it replaces stops taking requests, so no request fails. reason is logged and counted
-// (ReasonRestart, ReasonReload).
+// (ReasonRestart, ReasonReload). When a replacement cannot start (the new code fails to
+// import), the remaining old workers keep serving and the error is returned.
 func (p *Pool) Restart(ctx context.Context, reason string) error {
 	if p.cfg.Preload {
 		p.retireZygote() // the replacements fork from a zygote that imports the code anew
@@ -97,12 +98,18 @@ func (p *Pool) Restart(ctx context.Context, reason string) error {
 	}
 	p.mu.Unlock()
 	for _, w := range old {
+		select {
+		case <-w.recycleErr: // left by a Restart that gave up waiting
+		default:
+		}
 		w.requestRecycle(reason)
 		// Wait until it left dispatch: its replacement is then serving.
 		for !w.dead.Load() {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
+			case err := <-w.recycleErr:
+				return fmt.Errorf("restart stopped, the old workers keep serving: %w", err)
 			case <-time.After(10 * time.Millisecond):
 			}
 		}

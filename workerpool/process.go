@@ -41,6 +41,7 @@ type worker struct {
 
 	maxRequests int64       // recycle after this many requests (0: never)
 	recycle     chan string // a reason to replace this worker; buffered, first one wins
+	recycleErr  chan error  // why an asked-for restart could not start a replacement; buffered
 	stopReason  atomic.Pointer[string]
 }
 
@@ -102,7 +103,7 @@ func (c childFiles) close() {
 // spawn starts one worker, by exec or by a fork of the zygote, and waits until it has
 // imported the app.
 func (p *Pool) spawn() (*worker, error) {
-	w := &worker{exited: make(chan struct{}), recycle: make(chan string, 1), maxRequests: p.requestLimit(), retiring: make(chan struct{})}
+	w := &worker{exited: make(chan struct{}), recycle: make(chan string, 1), recycleErr: make(chan error, 1), maxRequests: p.requestLimit(), retiring: make(chan struct{})}
 	var child childFiles
 	defer func() { child.close() }()
 	for i := 0; i < p.cfg.Threads; i++ {

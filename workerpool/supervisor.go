@@ -115,6 +115,14 @@ func (p *Pool) supervise(ctx context.Context, position int) {
 			nw, err := p.spawn()
 			if err != nil {
 				s.log.Error("cannot start a replacement worker; keeping the old one", zap.String("reason", reason), zap.Error(err))
+				if reason == ReasonRestart || reason == ReasonReload {
+					// Asked for (a deploy): Restart reports the failure; no retry behind its back.
+					select {
+					case w.recycleErr <- err:
+					default:
+					}
+					continue
+				}
 				go func(w *worker) { // try again later
 					select {
 					case <-time.After(backoffMax):
