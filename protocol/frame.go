@@ -38,6 +38,10 @@ const (
 	TypeBootError Type = 0x21
 )
 
+// TypeInformational (worker → Caddy) is an informational (1xx) response ahead of the
+// final one, e.g. 103 Early Hints: the block `CODE\0NAME\0VALUE…`.
+const TypeInformational Type = 0x1F
+
 // Zygote control channel (preload).
 const (
 	TypeFork    Type = 0x30 // Caddy → zygote: u32 fd count; the first ≤ 250 fds in SCM_RIGHTS
@@ -73,7 +77,7 @@ func violation(format string, args ...any) error {
 func knownFromWorker(t Type) bool {
 	switch t {
 	case TypeHeaders, TypeBody, TypeFile, TypeEnd, TypeRead, TypeError, TypeLog, TypeReady, TypeBootError,
-		TypeForked, TypeExited, TypeWSAccept, TypeWSSend, TypeWSClose, TypeTrailers:
+		TypeForked, TypeExited, TypeWSAccept, TypeWSSend, TypeWSClose, TypeTrailers, TypeInformational:
 		return true
 	}
 	return false

@@ -21,6 +21,7 @@ import io
 from http import HTTPStatus
 import json
 import os
+import re
 import socket
 import stat
 import struct
@@ -53,6 +54,7 @@ WS_ACCEPT = 0x17  # ASGI WebSocket: accept (block: subprotocol, then header pair
 WS_SEND = 0x18  # ASGI WebSocket: a message for the client (u8 flags, data)
 WS_CLOSE = 0x19  # ASGI WebSocket: close (u16 code, UTF-8 reason)
 TRAILERS = 0x1A  # ASGI http.response.trailers (block of header pairs)
+INFORMATIONAL = 0x1F  # a 1xx (103 Early Hints) before the response (block: code, pairs)
 # Boot, worker -> Caddy, channel 0
 READY = 0x20
 BOOT_ERROR = 0x21
@@ -63,7 +65,7 @@ EXITED = 0x32  # zygote -> Caddy: u32 pid, i32 wait status
 
 FRAME_TYPES = frozenset(
     (REQUEST, DATA, CANCEL, WS_RECEIVE, WS_DISCONNECT, HEADERS, BODY, FILE, END, READ, ERROR,
-     LOG, WS_ACCEPT, WS_SEND, WS_CLOSE, TRAILERS, READY, BOOT_ERROR))
+     LOG, WS_ACCEPT, WS_SEND, WS_CLOSE, TRAILERS, READY, BOOT_ERROR, INFORMATIONAL))
 # Frames a worker may receive; anything else from Caddy is a protocol violation.
 INBOUND_TYPES = frozenset((REQUEST, DATA, CANCEL, WS_RECEIVE, WS_DISCONNECT))
 # Payload sizes fixed by the protocol, checked on the header so that a bogus length is
@@ -324,7 +326,7 @@ _DECODERS = {
     READY: _decode_ready, BOOT_ERROR: _decode_text,
     WS_RECEIVE: _decode_ws_message, WS_DISCONNECT: decode_ws_close,
     WS_ACCEPT: _decode_block, WS_SEND: _decode_ws_message, WS_CLOSE: decode_ws_close,
-    TRAILERS: _decode_block,
+    TRAILERS: _decode_block, INFORMATIONAL: _decode_block,
 }
 
 
@@ -580,6 +582,36 @@ def _bad_text(text):
     return None
 
 
+# RFC 9110 field names (tokens) and values (no control characters but HTAB).
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_FIELD_VALUE = re.compile(r'[^\x00-\x08\x0a-\x1f\x7f]*\Z')
+
+
+def _informational_block(code, headers):
+    """The INFORMATIONAL block for a 1xx with these (name, value) pairs (str or bytes).
+    Checked here, as Gunicorn does, so that a bad hint raises in the app."""
+    parts = ['%d' % code]
+    for name, value in headers:
+        if isinstance(name, (bytes, bytearray)):
+            name = bytes(name).decode('latin-1')
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode('latin-1')
+        if type(name) is not str or not _FIELD_NAME.match(name):
+            raise ValueError('invalid early hint header name %r' % (name,))
+        # The value is not echoed: it may hold what the app would not show a client.
+        if type(value) is not str or not _FIELD_VALUE.match(value):
+            raise ValueError('invalid value for early hint header %r' % name)
+        parts.append(name)
+        parts.append(value.strip(' \t'))
+    try:
+        block = '\0'.join(parts).encode('latin-1')
+    except UnicodeEncodeError:
+        raise ValueError('early hint headers must be latin-1')
+    if len(block) > MAX_PAYLOAD:
+        raise ValueError('early hint headers exceed the 16 MiB frame limit')
+    return block
+
+
 class _Response:
     """State of one response: what start_response stored and whether HEADERS went out."""
 
@@ -671,6 +703,9 @@ class Channel:
         self.cancelled = False
         self.pre_request = None  # hooks, when the hooks module defines them
         self.post_request = None
+        # Built once per channel, not per request; valid on the serving thread only.
+        base_environ['wsgi.early_hints'] = self.early_hints
+        self.ident = None
 
     # -- receiving -------------------------------------------------------------------
 
@@ -844,11 +879,21 @@ class Channel:
     def log(self, level, text):
         self.send(encode_log(level, text))
 
+    def early_hints(self, headers):
+        """environ['wsgi.early_hints'], as Gunicorn's: a 103 Early Hints response with
+        these (name, value) pairs, ahead of the response. Caddy drops it once the
+        response has begun, and for HTTP/1.0 clients."""
+        if threading.get_ident() != self.ident:
+            # Another thread's send could interleave with this channel's frames.
+            raise RuntimeError('wsgi.early_hints called outside the thread of its request')
+        self.send(encode_frame(INFORMATIONAL, _informational_block(103, headers)))
+
     # -- serving ---------------------------------------------------------------------
 
     def serve(self):
         recv = self.recv_frame
         handle = self.handle
+        self.ident = threading.get_ident()
         while True:
             ftype, payload = recv()
             if ftype == REQUEST:
@@ -1433,7 +1478,8 @@ def _asgi_scope(parts, state, websocket):
         scope['subprotocols'] = protocols
         scope['extensions'] = {'websocket.http.response': {}}
     else:
-        scope['extensions'] = {'http.response.trailers': {}, 'http.response.pathsend': {}}
+        scope['extensions'] = {'http.response.trailers': {}, 'http.response.pathsend': {},
+                               'http.response.early_hint': {}}
     return scope
 
 
@@ -1577,8 +1623,30 @@ class AsgiHTTP(AsgiExchange):
             self._trailers(message)
         elif kind == 'http.response.pathsend':
             await self._pathsend(message['path'])
+        elif kind == 'http.response.early_hint' or kind == 'http.response.informational':
+            self._informational(kind, message)
         else:
             raise RuntimeError('unexpected ASGI message %r' % kind)
+
+    def _informational(self, kind, message):
+        """http.response.early_hint (asgiref: `links`, Link values) or Gunicorn's
+        http.response.informational (`status`, `headers`): a 1xx ahead of the response."""
+        if self.status is not None:
+            raise RuntimeError('%s after http.response.start' % kind)
+        if kind == 'http.response.early_hint':
+            code = 103
+            headers = [(b'link', link) for link in message.get('links', ())]
+        else:
+            code = message.get('status')
+            if type(code) is not int or not 100 <= code <= 199 or code == 101:
+                raise RuntimeError('http.response.informational status must be 1xx '
+                                   '(not 101), got %r' % (code,))
+            if code == 100:
+                return  # Caddy sends 100 Continue itself when the app reads the body
+            headers = message.get('headers', ())
+        block = _informational_block(code, headers)
+        if not self.over:
+            self.chan.write(encode_frame(INFORMATIONAL, block))
 
     async def _pathsend(self, path):
         """http.response.pathsend: Caddy sends the file itself (sendfile), as for WSGI's

@@ -280,6 +280,8 @@ type exchange struct {
 	trailers   http.Header
 	cancelOnce sync.Once
 
+	informationals int // 1xx responses sent (or dropped past maxInformational)
+
 	// The client's context is watched (for CANCEL) only once an exchange outlasts
 	// watchAfter or streams: registering costs allocations most requests never need.
 	stopWatch func() bool
@@ -525,6 +527,8 @@ func (ex *exchange) handle(t protocol.Type, p []byte) (done bool, err error) {
 			return false, errors.New("TRAILERS before HEADERS or from a WSGI worker")
 		}
 		return false, ex.addTrailers(p)
+	case protocol.TypeInformational:
+		return false, ex.informational(p)
 	}
 	return false, errors.New("unexpected frame during a request")
 }

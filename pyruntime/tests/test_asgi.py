@@ -137,6 +137,39 @@ class AsgiChannelTest(unittest.TestCase):
             self.assertEqual(frames[1][1], ('', [('x-sum', '9')]))
         run(test)
 
+    def test_early_hints(self):
+        problems = []
+
+        async def app(scope, receive, send):
+            self.assertIn('http.response.early_hint', scope['extensions'])
+            await send({'type': 'http.response.early_hint', 'links': [b'</a.css>; rel=preload']})
+            await send({'type': 'http.response.informational', 'status': 103,
+                        'headers': [(b'link', b'</b.js>; rel=preload')]})
+            await send({'type': 'http.response.informational', 'status': 100})  # Caddy's job
+            for bad in ({'status': 101}, {'status': '103'}, {'status': 200}):
+                try:
+                    await send(dict(bad, type='http.response.informational'))
+                except RuntimeError as e:
+                    problems.append(str(e))
+            await send({'type': 'http.response.start', 'status': 200})
+            try:
+                await send({'type': 'http.response.early_hint', 'links': [b'</late>']})
+            except RuntimeError as e:
+                problems.append(str(e))
+            await send({'type': 'http.response.body', 'body': b'x'})
+
+        async def test():
+            chan, t = channel(app)
+            chan.data_received(w.encode_request(0, ENV))
+            await settle()
+            self.assertEqual(t.frames(), [
+                (w.INFORMATIONAL, ('103', [('link', '</a.css>; rel=preload')])),
+                (w.INFORMATIONAL, ('103', [('link', '</b.js>; rel=preload')])),
+                (w.HEADERS, (w.FLAG_FINAL, '200 OK', [], b'x'))])
+        run(test)
+        self.assertEqual(len(problems), 4, problems)
+        self.assertIn('after http.response.start', problems[-1])
+
     def test_nul_in_a_header_is_an_error(self):
         async def app(scope, receive, send):
             await send({'type': 'http.response.start', 'status': 200, 'headers': [(b'x', b'a\0b')]})

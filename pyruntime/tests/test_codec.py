@@ -97,7 +97,8 @@ class RoundTripTest(unittest.TestCase):
                   w.encode_frame(w.WS_RECEIVE, b'\x01\x00'),
                   w.encode_ws_close(w.WS_DISCONNECT, 1000, ''),
                   w.encode_frame(w.WS_ACCEPT, b'chat\0X-A\0b'), w.encode_ws_message(True, b'x'),
-                  w.encode_ws_close(w.WS_CLOSE, 4000, 'bye'), w.encode_frame(w.TRAILERS, b'\0X-T\0v')]
+                  w.encode_ws_close(w.WS_CLOSE, 4000, 'bye'), w.encode_frame(w.TRAILERS, b'\0X-T\0v'),
+                  w.encode_frame(w.INFORMATIONAL, b'103\0Link\0</a.css>')]
         self.assertEqual({roundtrip(f)[0] for f in frames}, set(w.FRAME_TYPES))
 
     def test_websocket_frames(self):

@@ -135,6 +135,18 @@ class ResponseTest(WorkerTestCase):
                                                [('Content-Type', 'text/plain'), ('X-A', 'b')],
                                                b'hello'))])
 
+    def test_early_hints(self):
+        conn = self.started()
+        frames = conn.get('/hints')
+        self.assertEqual(frames[:2], [
+            (w.INFORMATIONAL, ('103', [('Link', '</a.css>; rel=preload; as=style'),
+                                       ('Link', '</b.js>; rel=preload')])),
+            (w.INFORMATIONAL, ('103', []))])
+        self.assertEqual(frames[2], (w.HEADERS, (0, '200 OK', [('Content-Type', 'text/plain')],
+                                                b"invalid value for early hint header 'Link'|RuntimeError")))
+        self.assertEqual(frames[3:], [(w.INFORMATIONAL, ('103', [('Link', '</late.css>')])),
+                                      (w.BODY, (b'!',)), (w.END, ())])
+
     def test_iterated(self):
         conn = self.started()
         m = self.marker('iter')

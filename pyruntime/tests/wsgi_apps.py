@@ -7,6 +7,7 @@ named by the X-Marker request header (relative to the cwd).
 import json
 import os
 import sys
+import threading
 import time
 from wsgiref.validate import validator
 
@@ -252,6 +253,32 @@ def _validated_file(environ, start_response):
     return environ['wsgi.file_wrapper'](open('payload.bin', 'rb'))
 
 
+def _raises(fn, *args):
+    try:
+        fn(*args)
+    except Exception as e:
+        return type(e).__name__
+    return 'no exception'
+
+
+def early_hints(environ, start_response):
+    hints = environ['wsgi.early_hints']
+    hints([('Link', '</a.css>; rel=preload; as=style'), (b'Link', b'</b.js>; rel=preload')])
+    hints([])
+    try:
+        hints([('Link', 'x\r\nSet-Cookie: evil=1')])
+    except ValueError as e:
+        problem = str(e)
+    other = []
+    thread = threading.Thread(target=lambda: other.append(_raises(hints, [])))
+    thread.start()
+    thread.join()
+    start_response('200 OK', TEXT)
+    yield problem.encode() + b'|' + other[0].encode()
+    hints([('Link', '</late.css>')])  # after the headers: Caddy drops it
+    yield b'!'
+
+
 ROUTES = {
     '/fast': fast, '/iter': iterated, '/empty': empty, '/write': writes,
     '/excinfo': exc_info_before, '/excinfo-after': exc_info_after, '/twice': twice,
@@ -263,7 +290,7 @@ ROUTES = {
     '/file': file_fd, '/file-iter': file_iter, '/infinite': infinite,
     '/write-forever': write_forever, '/env': env_dump, '/slow': slow, '/big': big,
     '/big-iter': big_iter, '/validate': validator(_validated),
-    '/validate-file': validator(_validated_file),
+    '/validate-file': validator(_validated_file), '/hints': early_hints,
 }
 
 
