@@ -57,6 +57,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    user             <user>
 //	    group            <group>
 //	    env_inherit      off|<name>...
+//	    env_file         <path>...
 //	    worker_class     sync|gevent
 //	    worker_connections <n>
 //	}
@@ -177,6 +178,17 @@ func (m *WSGI) unmarshalOption(d *caddyfile.Dispenser) error {
 		return oneArg(d, &m.User)
 	case "group":
 		return oneArg(d, &m.Group)
+	case "env_file":
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.Err("env_file takes one or more paths")
+		}
+		// Checked here for the Caddyfile's line, and again at each worker start.
+		if _, err := workerpool.LoadEnvFiles(args); err != nil {
+			return d.Err(err.Error())
+		}
+		m.EnvFile = append(m.EnvFile, args...)
+		return nil
 	case "env_inherit":
 		args := d.RemainingArgs()
 		if len(args) == 0 {

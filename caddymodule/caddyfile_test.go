@@ -47,17 +47,19 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 
 func TestUnmarshalCaddyfileErrorsNameTheLine(t *testing.T) {
 	for input, want := range map[string]string{
-		"wsgi foo:":                          "malformed app spec",
-		"wsgi :app":                          "malformed app spec",
-		"wsgi foo:bar(":                      "malformed app spec",
-		"wsgi":                               "needs an app",
-		"wsgi a b":                           "wrong argument count",
-		"wsgi app {\n\n  workers zero\n}":    "Testfile:3",
-		"wsgi app {\n  workers 0\n}":         "not a positive integer",
-		"wsgi app {\n  bogus 1\n}":           `unrecognized wsgi option "bogus"`,
-		"wsgi app {\n  env A\n}":             "env needs a name and a value",
-		"wsgi app {\n  buffer_body x\n}":     "buffer_body",
-		"wsgi app {\n  queue_timeout -1s\n}": "positive duration",
+		"wsgi foo:":                                   "malformed app spec",
+		"wsgi :app":                                   "malformed app spec",
+		"wsgi foo:bar(":                               "malformed app spec",
+		"wsgi":                                        "needs an app",
+		"wsgi a b":                                    "wrong argument count",
+		"wsgi app {\n\n  workers zero\n}":             "Testfile:3",
+		"wsgi app {\n  workers 0\n}":                  "not a positive integer",
+		"wsgi app {\n  bogus 1\n}":                    `unrecognized wsgi option "bogus"`,
+		"wsgi app {\n  env A\n}":                      "env needs a name and a value",
+		"wsgi app {\n  buffer_body x\n}":              "buffer_body",
+		"wsgi app {\n  queue_timeout -1s\n}":          "positive duration",
+		"wsgi app {\n  env_file\n}":                   "env_file takes one or more paths, at Testfile:2",
+		"wsgi app {\n  env_file /nonexistent/.env\n}": "env_file: open /nonexistent/.env: no such file or directory, at Testfile:2",
 	} {
 		_, err := parse(t, input)
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -31,8 +31,8 @@ import (
 
 const wsgiServerUsage = `[--listen <addr> | -b <addr>] [--domain <example.com>] [-w <n>] [--threads <n>] [-k sync|gevent] [--worker-connections <n>] ` +
 	`[--timeout <d>] [--graceful-timeout <d>] [--max-requests <n>] [--max-requests-jitter <n>] ` +
-	`[--chdir <dir>] [--venv <dir>] [--python <path>] [--pythonpath <dirs>] [-e KEY=VALUE]... ` +
-	`[--static /prefix/=<dir>]... [--reload] [--preload] [--access-log] [--access-logfile -|<file>] ` +
+	`[--chdir <dir>] [--venv <dir>] [--python <path>] [--pythonpath <dirs>] [-e KEY=VALUE]... [--env-file <path>]... ` +
+	`[--static /prefix/=<dir>]... [--x-accel-root <dir>] [--reload] [--preload] [--access-log] [--access-logfile -|<file>] ` +
 	`[--log-level <level>] [--admin <addr>|off] [--print-config] <module:callable>`
 
 const wsgiServerLong = `
@@ -60,7 +60,13 @@ path prefix with Caddy's file_server, before the app; a missing file there is a 
 Caddy, not a request to Python.
 
 Environment: -e KEY=VALUE (repeatable) sets variables for the workers, on top of the ones
-they inherit from Caddy.
+they inherit from Caddy. --env-file .env (repeatable) adds a dotenv file's (KEY=VALUE,
+quotes, # comments, export), read again at each worker start; -e overrides it.
+
+Protected downloads: with --x-accel-root DIR, an app answer carrying X-Accel-Redirect
+(a path under DIR, as for NGINX) or X-Sendfile (an absolute path under DIR, as for
+Apache) is replaced by the file, sent by Caddy's file_server with ranges and ETags; the
+worker is free at once.
 
 The admin endpoint is Caddy's default (localhost:2019, or $CADDY_ADMIN) unless --admin is
 given ("off" disables it). With it, GET /wsgi/pools shows the workers and
@@ -74,7 +80,7 @@ for "caddy run --config caddy.json", or convert the same settings to a Caddyfile
 const asgiServerUsage = `[--listen <addr> | -b <addr> | --host <host> --port <port>] [--domain <example.com>] [-w <n>] ` +
 	`[--max-concurrency <n>] [--lifespan auto|on|off] [--timeout <d>] [--graceful-timeout <d>] ` +
 	`[--max-requests <n>] [--max-requests-jitter <n>] [--chdir <dir>] [--venv <dir>] [--python <path>] ` +
-	`[--pythonpath <dirs>] [-e KEY=VALUE]... [--static /prefix/=<dir>]... [--reload] [--preload] ` +
+	`[--pythonpath <dirs>] [-e KEY=VALUE]... [--env-file <path>]... [--static /prefix/=<dir>]... [--x-accel-root <dir>] [--reload] [--preload] ` +
 	`[--access-log] [--access-logfile -|<file>] [--log-level <level>] [--admin <addr>|off] [--print-config] <module:app>`
 
 const asgiServerLong = `
@@ -159,6 +165,7 @@ func addServerFlags(fs *pflag.FlagSet) {
 	fs.String("log-level", "", "Log level: debug, info, warning, error")
 	fs.String("admin", "", "Admin endpoint address, or off (default: Caddy's, localhost:2019)")
 	fs.Bool("print-config", false, "Print the JSON config and exit")
+	addFileFlags(fs)
 }
 
 func cmdWSGIServer(fl caddycmd.Flags) (int, error) {
@@ -304,6 +311,9 @@ func serverConfig(fs *pflag.FlagSet, args []string, getenv func(string) string, 
 		}
 		h.Env[k] = v
 	}
+	if err := envFileFlag(fs, &h); err != nil {
+		return nil, sum, err
+	}
 	h.Reload, h.Preload = boolean("reload"), boolean("preload")
 	if err := h.Validate(); err != nil {
 		return nil, sum, err
@@ -327,7 +337,13 @@ func serverConfig(fs *pflag.FlagSet, args []string, getenv func(string) string, 
 		}
 		handler = caddyconfig.JSONModuleObject(a, "handler", "asgi", nil)
 	}
-	routes = append(routes, caddyhttp.Route{HandlersRaw: []json.RawMessage{handler}})
+	appRoute := caddyhttp.Route{HandlersRaw: []json.RawMessage{handler}}
+	if accel, err := xAccelHandler(fs); err != nil {
+		return nil, sum, err
+	} else if accel != nil {
+		appRoute.HandlersRaw = []json.RawMessage{accel, handler}
+	}
+	routes = append(routes, appRoute)
 
 	// Listener and HTTPS.
 	listen := str("listen")

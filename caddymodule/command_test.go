@@ -320,6 +320,8 @@ func TestWSGIServerErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--static", "/=" + dir, "app"}, nil, "cannot be /"},
 		{[]string{"--static", "/s/=" + file, "app"}, nil, "is not a directory"},
 		{[]string{"--static", "/s/=" + filepath.Join(dir, "missing"), "app"}, nil, "is not a directory"},
+		{[]string{"--env-file", filepath.Join(dir, "missing.env"), "app"}, nil, "--env-file: env_file: open"},
+		{[]string{"--x-accel-root", file, "app"}, nil, "--x-accel-root"},
 		{[]string{"-b", "fd://3", "app"}, nil, "-b"},
 		{[]string{"-b", "host:notaport", "app"}, nil, "--listen/-b"},
 		{[]string{"-b", ":1", "--listen", ":2", "app"}, nil, "disagree"},
@@ -459,5 +461,38 @@ func TestExplainStartError(t *testing.T) {
 	other := errors.New("provision http: something else")
 	if err := explainStartError(other); err != other {
 		t.Errorf("other errors pass unchanged: %v", err)
+	}
+}
+
+// TestServerFileFlags: --env-file becomes env_file (absolute paths), --x-accel-root an
+// intercept handler before the app with one file_server response per header.
+func TestServerFileFlags(t *testing.T) {
+	dir := t.TempDir()
+	env := filepath.Join(dir, "app.env")
+	os.WriteFile(env, []byte("A=1\n"), 0o600)
+	cfg := mustWSGIServer(t, nil, "--env-file", env, "--x-accel-root", dir, "app")
+	route := at(t, cfg, "apps", "http", "servers", "wsgi", "routes", 0)
+	intercept := at(t, route, "handle", 0)
+	if at(t, intercept, "handler") != "intercept" || at(t, route, "handle", 1, "handler") != "wsgi" {
+		t.Fatalf("route: %v", route)
+	}
+	if got := at(t, route, "handle", 1, "env_file", 0); got != env {
+		t.Errorf("env_file = %v, want %s", got, env)
+	}
+	for i, header := range []string{"X-Accel-Redirect", "X-Sendfile"} {
+		h := at(t, intercept, "handle_response", i)
+		if at(t, h, "match", "headers", header, 0) != "*" {
+			t.Errorf("handle_response %d does not match %s: %v", i, header, h)
+		}
+		handle := at(t, h, "routes", 0, "handle").([]any)
+		last := handle[len(handle)-1].(map[string]any)
+		if last["handler"] != "file_server" || last["root"] != dir {
+			t.Errorf("%s: last handler %v, want file_server at %s", header, last, dir)
+		}
+	}
+	// Without the flag, the route holds the app alone.
+	cfg = mustWSGIServer(t, nil, "app")
+	if h := at(t, cfg, "apps", "http", "servers", "wsgi", "routes", 0, "handle").([]any); len(h) != 1 {
+		t.Errorf("without --x-accel-root: %v", h)
 	}
 }

@@ -137,6 +137,14 @@ type WSGI struct {
 	// `env` is added in every case.
 	EnvInherit []string `json:"env_inherit,omitempty"`
 
+	// Dotenv files for the workers' environment (`KEY=VALUE` lines, 'single' or
+	// "double" quotes, `#` comments, an `export` prefix; nothing is interpolated), in
+	// order, a later file overriding an earlier one. They are read at each worker start
+	// (with preload, each zygote start), so a rolling restart picks up their edits; a
+	// missing or malformed file is an error at load, naming the line, and at a restart
+	// the old workers are kept. `env` overrides them.
+	EnvFile []string `json:"env_file,omitempty"`
+
 	// Autoscaling: with max_workers above workers, a worker is added (up to
 	// max_workers) when requests have waited in the queue for more than half a second
 	// and the CPU is not saturated, and a worker idle for idle_timeout (default 30s) is
@@ -205,6 +213,7 @@ func (m *WSGI) poolConfig(logger *zap.Logger) workerpool.Config {
 		User:              m.User,
 		Group:             m.Group,
 		EnvInherit:        m.EnvInherit,
+		EnvFiles:          m.EnvFile,
 		WorkerClass:       m.WorkerClass,
 		WorkerConnections: m.WorkerConnections,
 		Lifespan:          m.lifespan,

@@ -60,6 +60,11 @@ type Config struct {
 	// LC_CTYPE, TZ, TMPDIR); a list of names, the basics and those. Env is added after.
 	EnvInherit []string
 
+	// EnvFiles are dotenv files (see ParseEnvFile) read at each worker start, so a
+	// restart picks up their edits (with Preload, at each zygote start). Their variables
+	// come after the inherited ones and before Env.
+	EnvFiles []string
+
 	// WorkerClass is "sync" (default: threads serve one request each), "gevent" (the
 	// runtime monkey-patches the stdlib and serves WorkerConnections channels per process
 	// with greenlets, for apps that wait on I/O) or "asgi" (an ASGI 3 app on one asyncio
@@ -162,6 +167,9 @@ func (c Config) Interpreter() (string, error) {
 // Validate checks what can be checked without starting Python.
 func (c Config) Validate() error {
 	if err := ValidateAppSpec(c.App); err != nil {
+		return err
+	}
+	if _, err := LoadEnvFiles(c.EnvFiles); err != nil {
 		return err
 	}
 	if c.Workers < 0 || c.Threads < 0 || c.MaxQueue < 0 || c.MaxRequests < 0 ||

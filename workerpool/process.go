@@ -175,9 +175,13 @@ func newPipes(n int) ([]pipe, error) {
 // launchExec starts a fresh interpreter running the runtime.
 func (p *Pool) launchExec(w *worker, child childFiles) error {
 	threads := p.cfg.Threads
+	env, err := p.spawnEnv()
+	if err != nil {
+		return err
+	}
 	cmd := exec.Command(p.python, "-c", pyruntime.Bootstrap, "caddy-wsgi-worker", p.cfg.App, p.workerConfigJSON(3+threads))
 	cmd.Dir = p.cfg.Chdir
-	cmd.Env = p.env
+	cmd.Env = env
 	cmd.ExtraFiles = child[:threads+1]
 	cmd.Stdout, cmd.Stderr = child[threads+1], child[threads+2]
 	// Own process group: a Ctrl-C in the terminal reaches Caddy, which stops the workers

@@ -71,6 +71,10 @@ func (p *Pool) retireZygote() {
 }
 
 func (p *Pool) startZygote() (*zygote, error) {
+	env, err := p.spawnEnv()
+	if err != nil {
+		return nil, err
+	}
 	ctl, theirs, err := protocol.Socketpair()
 	if err != nil {
 		return nil, err
@@ -83,7 +87,7 @@ func (p *Pool) startZygote() (*zygote, error) {
 	}
 	cmd := exec.Command(p.python, "-c", pyruntime.Bootstrap, "caddy-wsgi-zygote", p.cfg.App, p.workerConfigJSON(4))
 	cmd.Dir = p.cfg.Chdir
-	cmd.Env = p.env
+	cmd.Env = env
 	cmd.ExtraFiles = []*os.File{theirs, pipes[0].w}
 	cmd.Stdout, cmd.Stderr = pipes[1].w, pipes[2].w
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: p.cred}
