@@ -13,6 +13,12 @@ const (
 	// Buffers grown for a large frame are dropped afterwards, so an idle channel keeps
 	// only readBufSize.
 	keepBufSize = 1 << 20
+	// bigBufSize is what the buffer grows to for a frame larger than readBufSize.
+	bigBufSize = 256 << 10
+	// socketBuffer is SO_SNDBUF for both ends: a 64 KiB block plus what follows it fit in
+	// flight, so a streaming worker does not sleep on a full socket after every block
+	// (Linux's default is 208 KiB). The kernel charges it only for bytes in flight.
+	socketBuffer = 1 << 20
 )
 
 // Conn is Caddy's end of one worker channel: it reads frames (with any file descriptors
@@ -83,7 +89,9 @@ func (c *Conn) fill(n int) error {
 		// Move the unread tail to the front, growing the buffer for a large frame.
 		nb := c.buf
 		if n > len(c.buf) {
-			nb = make([]byte, n)
+			// Room for a few more large frames too: a stream's blocks then come several
+			// per recvmsg.
+			nb = make([]byte, max(n, bigBufSize))
 		}
 		c.w = copy(nb, c.buf[c.r:c.w])
 		c.r = 0
@@ -168,6 +176,9 @@ func Socketpair() (*Conn, *os.File, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating worker channel: %w", err)
+	}
+	for _, fd := range fds {
+		syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, socketBuffer) // best effort
 	}
 	ours := os.NewFile(uintptr(fds[0]), "wsgi-channel")
 	theirs := os.NewFile(uintptr(fds[1]), "wsgi-channel-worker")

@@ -207,6 +207,12 @@ def decode_request(p):
 
 def decode_data(p):
     """DATA payload -> (flags, bytes)."""
+    flags, data = decode_data_view(p)
+    return flags, bytes(data)
+
+
+def decode_data_view(p):
+    """DATA payload -> (flags, a view of the bytes): no copy, valid while `p` is."""
     if not len(p):
         raise ProtocolError('empty DATA payload')
     flags = p[0]
@@ -216,7 +222,7 @@ def decode_data(p):
         raise ProtocolError('DATA with ABORTED carries bytes')
     if not flags and len(p) == 1:
         raise ProtocolError('DATA without EOF carries no bytes')
-    return flags, bytes(p[1:])
+    return flags, p[1:]
 
 
 def _decode_ws_message(p):
@@ -389,8 +395,10 @@ def _violation(reason):
 # WSGI objects
 # ---------------------------------------------------------------------------------------
 
-READ_CHUNK = 65536  # smallest READ, so small reads do not cost a round trip each
-_READ_ALL_CHUNK = 1024 * 1024  # read() keeps everything anyway: fewer round trips
+# Smallest READ, so small reads do not cost a round trip each: 256 KiB (Caddy's largest
+# DATA) less the frame head, so a DATA frame lands in the channel's receive buffer.
+READ_CHUNK = 256 * 1024 - 6
+_READ_ALL_CHUNK = READ_CHUNK  # read(): as large as one DATA frame can be
 _MAX_DATA = MAX_PAYLOAD - 1  # DATA carries a flags byte
 _SENDMSG_MIN = 32768  # below this, one copy into a single buffer beats a scatter send
 _MAX_HEADER_BLOCK = MAX_PAYLOAD - 5  # HEADERS: flags + u32 + block must fit one frame
@@ -800,7 +808,8 @@ class Channel:
         return True
 
     def read_body(self, n):
-        """One READ/DATA round trip for wsgi.input -> (flags, bytes)."""
+        """One READ/DATA round trip for wsgi.input -> (flags, a view of the bytes, valid
+        until the next receive: the caller copies it once, into its own buffer)."""
         if self.cancelled:
             # Caddy is only draining this exchange; do not ask it for more body.
             raise ClientDisconnected('the client went away')
@@ -814,7 +823,7 @@ class Channel:
             else:
                 _violation('REQUEST while the previous one is in flight')
         try:
-            flags, data = decode_data(payload)
+            flags, data = decode_data_view(payload)
         except ProtocolError as e:
             _violation(e)
         if len(data) > n:

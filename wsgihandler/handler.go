@@ -34,6 +34,7 @@ type Handler struct {
 	asgi       bool              // ASGI workers: raw headers, WebSockets, cancel on timeout
 	asgiKeys   map[string]string // header name → `~name`, for ASGI
 	writers    sync.Pool         // *protocol.RequestWriter
+	slabs      sync.Pool         // *[]byte of pumpSlab bytes, for streamed responses
 	observer   Observer
 }
 
@@ -84,6 +85,7 @@ func New(pool *workerpool.Pool, opts Options) *Handler {
 		h.asgiKeys = asgiHeaderKeys(h.keys)
 	}
 	h.writers.New = func() any { return new(protocol.RequestWriter) }
+	h.slabs.New = func() any { b := make([]byte, 0, pumpSlab); return &b }
 	return h
 }
 

@@ -5,15 +5,25 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"time"
 )
 
 // A slow client must never hold a Python worker. The pump writes a streamed response to
 // the client on its own goroutine: what the client has not taken yet waits in memory
 // (up to pumpMemory), then in an unlinked temporary file (up to pumpDisk, as NGINX's
 // proxy buffering does); only past that does the worker wait for the client.
+//
+// A client that is only briefly behind (a fast reader on loopback or a LAN) must not cost
+// a round trip through the disk: when memory is full the pump first waits up to
+// pumpSpillAfter for the client to take some, and spills only for a client that did not.
+// From then on that response spills without waiting, so a slow client pins the worker for
+// at most pumpSpillAfter once. Blocks queued while the client is behind are coalesced into
+// pumpSlab-sized buffers (reused across responses), so the client gets fewer, larger writes.
 const (
-	pumpMemory = 1 << 20
-	pumpDisk   = 1 << 30
+	pumpMemory     = 1 << 20
+	pumpDisk       = 1 << 30
+	pumpSpillAfter = 20 * time.Millisecond
+	pumpSlab       = 256 << 10
 )
 
 // pumpItem is one piece of the response, in order: bytes in memory, a stretch of the
@@ -40,10 +50,13 @@ type pump struct {
 	closed   bool  // no more items will come
 	err      error // the client failed; nothing more is written
 	done     chan struct{}
+	slabs    *sync.Pool // of *[]byte with cap pumpSlab
+	slow     bool       // the client did not drain memory within pumpSpillAfter: spill
+	waited   bool       // set by the pumpSpillAfter timer
 }
 
-func newPump(w http.ResponseWriter) *pump {
-	p := &pump{w: w, rc: http.NewResponseController(w), done: make(chan struct{})}
+func newPump(w http.ResponseWriter, slabs *sync.Pool) *pump {
+	p := &pump{w: w, rc: http.NewResponseController(w), done: make(chan struct{}), slabs: slabs}
 	p.wake = sync.NewCond(&p.mu)
 	go p.run()
 	return p
@@ -60,13 +73,66 @@ func (p *pump) push(b []byte) error {
 	if p.err != nil {
 		return p.err
 	}
+	if p.memBytes+len(b) > pumpMemory && !p.slow {
+		p.waitForRoom(len(b))
+		if p.err != nil {
+			return p.err
+		}
+	}
 	if p.memBytes+len(b) <= pumpMemory || !p.spillTo(b) {
-		p.items = append(p.items, pumpItem{data: append([]byte(nil), b...), n: int64(len(b))})
+		p.appendMem(b)
 		p.memBytes += len(b)
 	}
 	p.pending += int64(len(b))
 	p.wake.Broadcast()
 	return nil
+}
+
+// waitForRoom waits up to pumpSpillAfter for the client to make room for n bytes in
+// memory; a client that does not is slow, and the response spills from then on.
+func (p *pump) waitForRoom(n int) {
+	p.waited = false
+	t := time.AfterFunc(pumpSpillAfter, func() {
+		p.mu.Lock()
+		p.waited = true
+		p.wake.Broadcast()
+		p.mu.Unlock()
+	})
+	for p.err == nil && p.memBytes+n > pumpMemory && p.memBytes > 0 && !p.waited {
+		p.wake.Wait()
+	}
+	t.Stop()
+	if p.memBytes+n > pumpMemory && p.memBytes > 0 {
+		p.slow = true
+	}
+}
+
+// appendMem queues a copy of b in memory, in the last queued buffer when it has room (the
+// one being written is never in items).
+func (p *pump) appendMem(b []byte) {
+	if k := len(p.items) - 1; k >= 0 && p.items[k].isMem() && len(p.items[k].data)+len(b) <= cap(p.items[k].data) {
+		it := &p.items[k]
+		it.data = append(it.data, b...)
+		it.n += int64(len(b))
+		return
+	}
+	var buf []byte
+	if len(b) <= pumpSlab && p.slabs != nil {
+		buf = (*(p.slabs.Get().(*[]byte)))[:0]
+	} else {
+		buf = make([]byte, 0, len(b))
+	}
+	p.items = append(p.items, pumpItem{data: append(buf, b...), n: int64(len(b))})
+}
+
+func (it *pumpItem) isMem() bool { return it.file == nil && !it.spill }
+
+// recycle returns a written memory buffer to the slab pool.
+func (p *pump) recycle(it pumpItem) {
+	if it.isMem() && cap(it.data) == pumpSlab && p.slabs != nil {
+		b := it.data[:0]
+		p.slabs.Put(&b)
+	}
 }
 
 // spillTo appends b to the spill file; false if there is no file to be had.
@@ -153,6 +219,7 @@ func (p *pump) run() {
 			p.pending -= it.n
 			if !it.spill {
 				p.memBytes -= len(it.data)
+				p.recycle(it)
 			}
 		}
 		if err != nil {

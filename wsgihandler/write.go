@@ -87,7 +87,7 @@ func (ex *exchange) writeBody(b []byte, flush bool) {
 		return
 	}
 	if ex.pump == nil {
-		ex.pump = newPump(ex.w)
+		ex.pump = newPump(ex.w, &ex.h.slabs)
 	}
 	if err := ex.pump.push(b); err != nil {
 		ex.clientGone(err)
@@ -177,7 +177,7 @@ func (ex *exchange) sendFile(p []byte) error {
 		ex.remaining -= n
 	}
 	if ex.pump == nil {
-		ex.pump = newPump(ex.w)
+		ex.pump = newPump(ex.w, &ex.h.slabs)
 	}
 	owned := f
 	f = nil // the pump closes it once sent

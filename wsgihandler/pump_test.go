@@ -1,0 +1,84 @@
+package wsgihandler
+
+import (
+	"bytes"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+// gateWriter blocks every Write until open is closed, then records the bytes.
+type gateWriter struct {
+	open chan struct{}
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	h    http.Header
+}
+
+func (g *gateWriter) Header() http.Header { return g.h }
+func (g *gateWriter) WriteHeader(int)     {}
+func (g *gateWriter) Flush()              {}
+func (g *gateWriter) Write(p []byte) (int, error) {
+	<-g.open
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.buf.Write(p)
+}
+
+func pushBlocks(t *testing.T, p *pump, n int) []byte {
+	t.Helper()
+	var want []byte
+	for i := 0; i < n; i++ {
+		b := bytes.Repeat([]byte{byte(i)}, 64<<10)
+		want = append(want, b...)
+		if err := p.push(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return want
+}
+
+// A client that is behind for less than pumpSpillAfter costs no spill file, and the
+// blocks come out whole and in order.
+func TestPumpBrieflyBehindStaysInMemory(t *testing.T) {
+	var slabs sync.Pool
+	slabs.New = func() any { b := make([]byte, 0, pumpSlab); return &b }
+	g := &gateWriter{open: make(chan struct{}), h: http.Header{}}
+	p := newPump(g, &slabs)
+	time.AfterFunc(pumpSpillAfter/4, func() { close(g.open) })
+	want := pushBlocks(t, p, 40) // 2.5 MiB: more than pumpMemory
+	p.close()
+	if err := p.wait(); err != nil {
+		t.Fatal(err)
+	}
+	if p.spill != nil || p.slow {
+		t.Error("a client behind for a few milliseconds made the pump spill to disk")
+	}
+	if !bytes.Equal(g.buf.Bytes(), want) {
+		t.Fatalf("got %d bytes, want %d (or out of order)", g.buf.Len(), len(want))
+	}
+}
+
+// A client that takes nothing for pumpSpillAfter is slow: the pump spills, so the
+// producer (the worker) is not held, and everything still arrives in order.
+func TestPumpSlowClientSpills(t *testing.T) {
+	g := &gateWriter{open: make(chan struct{}), h: http.Header{}}
+	p := newPump(g, nil)
+	start := time.Now()
+	want := pushBlocks(t, p, 40)
+	if held := time.Since(start); held > 10*pumpSpillAfter {
+		t.Errorf("the producer was held %v by a slow client", held)
+	}
+	if p.spill == nil || !p.slow {
+		t.Error("a client that took nothing did not make the pump spill")
+	}
+	close(g.open)
+	p.close()
+	if err := p.wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(g.buf.Bytes(), want) {
+		t.Fatalf("got %d bytes, want %d (or out of order)", g.buf.Len(), len(want))
+	}
+}
