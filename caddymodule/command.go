@@ -29,7 +29,7 @@ import (
 // reverse-proxy` and `caddy file-server` are one-line servers. It builds an ordinary
 // Caddy JSON config around the wsgi handler (`--print-config` shows it) and runs it.
 
-const wsgiServerUsage = `[--listen <addr> | -b <addr>] [--domain <example.com>] [-w <n>] [--threads <n>] [-k sync|gevent] [--worker-connections <n>] ` +
+const wsgiServerUsage = gunicornUsage + `[--listen <addr> | -b <addr>] [--domain <example.com>] [-w <n>] [--threads <n>] [-k sync|gevent] [--worker-connections <n>] ` +
 	`[--timeout <d>] [--graceful-timeout <d>] [--max-requests <n>] [--max-requests-jitter <n>] ` +
 	`[--chdir <dir>] [--venv <dir>] [--python <path>] [--pythonpath <dirs>] [-e KEY=VALUE]... [--env-file <path>]... ` +
 	`[--static /prefix/=<dir>]... [--x-accel-root <dir>] [--reload] [--preload] [--access-log] [--access-logfile -|<file>] ` +
@@ -75,9 +75,16 @@ GET /wsgi/pools/<app>/health says whether a worker is ready.
 --print-config prints the JSON config instead of running it: save it as a starting point
 for "caddy run --config caddy.json", or convert the same settings to a Caddyfile by hand
 (see docs/options.md).
+
+Gunicorn config: -c/--config gunicorn.conf.py (else ./gunicorn.conf.py when it exists, as
+Gunicorn does) is run by the app's interpreter (--venv/--python) and its settings, and then
+GUNICORN_CMD_ARGS, fill in the flags the command line does not give. Its server hooks run
+in the workers with Gunicorn's signatures; a setting with no counterpart is logged once
+with what to use instead. With --print-config the settings read go to stderr. See
+docs/migration.md.
 `
 
-const asgiServerUsage = `[--listen <addr> | -b <addr> | --host <host> --port <port>] [--domain <example.com>] [-w <n>] ` +
+const asgiServerUsage = gunicornUsage + `[--listen <addr> | -b <addr> | --host <host> --port <port>] [--domain <example.com>] [-w <n>] ` +
 	`[--max-concurrency <n>] [--lifespan auto|on|off] [--timeout <d>] [--graceful-timeout <d>] ` +
 	`[--max-requests <n>] [--max-requests-jitter <n>] [--chdir <dir>] [--venv <dir>] [--python <path>] ` +
 	`[--pythonpath <dirs>] [-e KEY=VALUE]... [--env-file <path>]... [--static /prefix/=<dir>]... [--x-accel-root <dir>] [--reload] [--preload] ` +
@@ -166,6 +173,7 @@ func addServerFlags(fs *pflag.FlagSet) {
 	fs.String("admin", "", "Admin endpoint address, or off (default: Caddy's, localhost:2019)")
 	fs.Bool("print-config", false, "Print the JSON config and exit")
 	addFileFlags(fs)
+	addGunicornFlags(fs)
 }
 
 func cmdWSGIServer(fl caddycmd.Flags) (int, error) {
@@ -182,6 +190,7 @@ func runServer(fl caddycmd.Flags, cfg *caddy.Config, summary wsgiServerSummary, 
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
+	summary.gunicorn.report(fl.Bool("print-config"))
 	if fl.Bool("print-config") {
 		out, err := json.MarshalIndent(cfg, "", "\t")
 		if err != nil {
@@ -214,6 +223,7 @@ func explainStartError(err error) error {
 // wsgiServerSummary is what the command logs once the server runs.
 type wsgiServerSummary struct {
 	kind, app, address string
+	gunicorn           *gunicornConf // what gunicorn.conf.py and GUNICORN_CMD_ARGS said
 }
 
 // wsgiServerConfig turns the parsed flags and the positional arguments into a Caddy
@@ -235,6 +245,11 @@ func serverConfig(fs *pflag.FlagSet, args []string, getenv func(string) string, 
 	}
 	str := func(name string) string { v, _ := fs.GetString(name); return v }
 	boolean := func(name string) bool { v, _ := fs.GetBool(name); return v }
+	gc, args, err := loadGunicorn(fs, args, getenv, asgi)
+	if err != nil {
+		return nil, sum, err
+	}
+	sum.gunicorn = gc
 
 	// The app.
 	switch {
@@ -315,6 +330,7 @@ func serverConfig(fs *pflag.FlagSet, args []string, getenv func(string) string, 
 		return nil, sum, err
 	}
 	h.Reload, h.Preload = boolean("reload"), boolean("preload")
+	h.User, h.Group, h.Hooks = str("user"), str("group"), gc.hooks
 	if err := h.Validate(); err != nil {
 		return nil, sum, err
 	}
@@ -422,6 +438,9 @@ func serverConfig(fs *pflag.FlagSet, args []string, getenv func(string) string, 
 		// Plain HTTP on the given address: no certificates, no redirects.
 		server.AutoHTTPS = &caddyhttp.AutoHTTPSConfig{Disabled: true}
 		sum.address = "http://" + listen
+	}
+	if err := gunicornServerFlags(fs, server); err != nil {
+		return nil, sum, err
 	}
 	server.Listen = []string{listen}
 	server.Routes = routes

@@ -162,6 +162,17 @@ type WSGI struct {
 	// ASGI workers run all but pre_request and post_request (as under Gunicorn's
 	// UvicornWorker): an ASGI middleware does that job; worker_exit runs after lifespan
 	// shutdown.
+	//
+	// A Gunicorn config file works too: a path ending in .py or containing a slash,
+	// file:PATH, or python:MODULE (relative paths count from Caddy's working directory).
+	// It is executed in each worker (or the zygote) as Gunicorn executes it, and its
+	// hooks are called with Gunicorn's signatures: on_starting(server),
+	// post_fork(server, worker), post_worker_init(worker), pre_request(worker, req),
+	// post_request(worker, req, environ, resp), worker_exit(server, worker) and
+	// worker_abort(worker), which runs when a request times out, just before the worker
+	// is killed. server and worker have pid, ppid, cfg (the file's settings) and log
+	// (Gunicorn's gunicorn.error logger, to stderr); req has method, path, query, uri,
+	// headers; resp has status and status_code.
 	Hooks string `json:"hooks,omitempty"`
 
 	// Import the app once in a Python parent process (a "zygote") and fork the workers
@@ -208,7 +219,7 @@ func (m *WSGI) poolConfig(logger *zap.Logger) workerpool.Config {
 		MaxWorkers:        m.MaxWorkers,
 		IdleTimeout:       time.Duration(m.IdleTimeout),
 		Reload:            m.Reload,
-		Hooks:             m.Hooks,
+		Hooks:             hooksSpec(m.Hooks),
 		Preload:           m.Preload,
 		User:              m.User,
 		Group:             m.Group,
