@@ -229,7 +229,7 @@ func loadGunicorn(fs *pflag.FlagSet, args []string, getenv func(string) string, 
 	}
 	delete(env, "config")
 	if file != "" {
-		if err := g.readFile(fs, file); err != nil {
+		if err := g.readFile(fs, file, asgi); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -248,7 +248,7 @@ func loadGunicorn(fs *pflag.FlagSet, args []string, getenv func(string) string, 
 }
 
 // readFile runs the config file with the app's interpreter and records its settings.
-func (g *gunicornConf) readFile(fs *pflag.FlagSet, file string) error {
+func (g *gunicornConf) readFile(fs *pflag.FlagSet, file string, asgi bool) error {
 	g.file = file
 	if ext := strings.ToLower(filepath.Ext(file)); ext == ".json" || ext == ".caddyfile" || strings.EqualFold(filepath.Base(file), "Caddyfile") {
 		return fmt.Errorf("-c/--config %s: this is Gunicorn's config file (Python); a Caddy config runs with caddy run --config %s", file, file)
@@ -317,6 +317,8 @@ func (g *gunicornConf) readFile(fs *pflag.FlagSet, file string) error {
 	hooks := false
 	for _, name := range res.Callables {
 		switch {
+		case asgi && (name == "pre_request" || name == "post_request"):
+			g.warn("%s (hook in %s): not run by ASGI workers (nor by Gunicorn's UvicornWorker): use an ASGI middleware", name, file)
 		case gunicornHooks[name]:
 			hooks = true
 		case gunicornOtherHooks[name] != "":

@@ -312,3 +312,26 @@ func TestHooksSpec(t *testing.T) {
 		}
 	}
 }
+
+// TestGunicornConfPythons reads a config file with the oldest and newest Pythons the
+// runtime supports (the reader runs in the app's interpreter, whichever it is).
+func TestGunicornConfPythons(t *testing.T) {
+	root := os.Getenv("PYENV_ROOT")
+	if root == "" {
+		root = filepath.Join(os.Getenv("HOME"), ".pyenv")
+	}
+	conf := writeConf(t, "gunicorn.conf.py", "import multiprocessing\nworkers = multiprocessing.cpu_count() + 40\nbind = ['127.0.0.1:9100']\ndef post_fork(server, worker):\n    pass\n")
+	for _, v := range []string{"3.9", "3.13"} {
+		matches, _ := filepath.Glob(filepath.Join(root, "versions", v+".*", "bin", "python3"))
+		if len(matches) == 0 {
+			t.Fatalf("no Python %s under %s", v, root)
+		}
+		cfg, g, err := gunicornRun(t, nil, "-c", conf, "--python", matches[len(matches)-1], "app:app")
+		if err != nil {
+			t.Fatalf("Python %s: %v", v, err)
+		}
+		if w := wsgiHandler(t, cfg)["workers"].(float64); w < 41 || g.python != matches[len(matches)-1] || g.hooks != conf {
+			t.Errorf("Python %s: workers %v, read by %s, hooks %q", v, w, g.python, g.hooks)
+		}
+	}
+}
