@@ -190,6 +190,10 @@ bind = "127.0.0.1:%d"
 workers = 2
 timeout = 2
 graceful_timeout = 5
+forwarded_allow_ips = "127.0.0.1"
+limit_request_line = 2048
+limit_request_fields = 20
+limit_request_field_size = 1024
 MARKS = os.environ["HOOK_MARKS"]
 
 
@@ -288,6 +292,25 @@ def when_ready(server):
 		t.Errorf("post_request mark %q, want pid /pid GET 200", got[0])
 	}
 
+	// forwarded_allow_ips: Caddy (the client here is 127.0.0.1) trusts X-Forwarded-For/-Proto.
+	for k, want := range map[string]string{"REMOTE_ADDR": "203.0.113.7", "wsgi.url_scheme": "https"} {
+		resp, body = do(t, "GET", c.URL+"/environ?k="+k, map[string]string{"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}, nil)
+		var env struct {
+			Value string `json:"value"`
+		}
+		fwJSON(t, "GET /environ", body, &env)
+		if resp.StatusCode != 200 || env.Value != want {
+			t.Errorf("%s = %q (status %d), want %q from a trusted proxy", k, env.Value, resp.StatusCode, want)
+		}
+	}
+	// limit_request_*: the header block is bounded (2048 + 20 x 1026 bytes, and Go's slack).
+	if resp, _ := do(t, "GET", c.URL+"/pid", map[string]string{"X-Big": strings.Repeat("a", 1000)}, nil); resp.StatusCode != 200 {
+		t.Errorf("1000-byte header: %d, want 200", resp.StatusCode)
+	}
+	if resp, _ := do(t, "GET", c.URL+"/pid", map[string]string{"X-Big": strings.Repeat("a", 40000)}, nil); resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("40000-byte header: %d, want 431", resp.StatusCode)
+	}
+
 	// timeout = 2: the stuck worker gets worker_abort before it is killed.
 	resp, body = do(t, "GET", c.URL+"/sleep?s=60", nil, nil)
 	if resp.StatusCode != http.StatusGatewayTimeout {
@@ -352,5 +375,54 @@ func TestGunicornConfBadFile(t *testing.T) {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("--print-config stderr lacks %q:\n%s", want, stderr.String())
 		}
+	}
+}
+
+// TestGunicornConfASGI: asgi-server reads the same file; a Uvicorn worker_class is how
+// Gunicorn runs ASGI apps and is accepted silently; worker hooks run in the asyncio workers,
+// and pre_request (which UvicornWorker does not run either) is reported.
+func TestGunicornConfASGI(t *testing.T) {
+	venvPython(t)
+	marks := t.TempDir()
+	c := newCaddy(t)
+	dir := gcWrite(t, "gunicorn.conf.py", fmt.Sprintf(`import os
+bind = "127.0.0.1:%d"
+workers = 2
+worker_class = "uvicorn.workers.UvicornWorker"
+
+
+def post_worker_init(worker):
+    with open(os.path.join(os.environ["HOOK_MARKS"], "init-%%d" %% worker.pid), "w") as f:
+        f.write(str(worker.cfg.workers))
+
+
+def pre_request(worker, req):
+    pass
+`, c.Port))
+	c.Env = append(c.Env, "HOOK_MARKS="+marks)
+	c.Dir = dir
+	c.start(t, []string{"asgi-server", "-c", "gunicorn.conf.py", "--chdir", appsDir(), "--venv", venvDir(),
+		"--admin", c.Admin, "asgi_scope_probe:app"})
+	if err := c.waitReady(30*time.Second, true); err != nil {
+		t.Fatalf("not ready: %v\n%s", err, tail(c.Logs(), 5000))
+	}
+	waitStatus(t, c.URL+"/", 200, 60*time.Second)
+	p := gcWaitPool(t, c, 2)
+	for _, w := range p.Workers {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			b, err := os.ReadFile(filepath.Join(marks, fmt.Sprintf("init-%d", w.Pid)))
+			if err == nil && string(b) == "2" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("post_worker_init did not run in ASGI worker %d (%q, %v)", w.Pid, b, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	c.WaitLog(t, "pre_request (hook in gunicorn.conf.py): not run by ASGI workers", 10*time.Second)
+	if strings.Contains(c.Logs(), "worker_class (") {
+		t.Errorf("a Uvicorn worker_class was warned about:\n%s", tail(c.Logs(), 3000))
 	}
 }
