@@ -15,14 +15,15 @@ import (
 //
 // A client that is only briefly behind (a fast reader on loopback or a LAN) must not cost
 // a round trip through the disk: when memory is full the pump first waits up to
-// pumpSpillAfter for the client to take some, and spills only for a client that did not.
-// From then on that response spills without waiting, so a slow client pins the worker for
-// at most pumpSpillAfter once. Blocks queued while the client is behind are coalesced into
+// pumpSpillAfter for the client to take some, as long as the client keeps taking bytes, and
+// spills as soon as the client stalls for pumpStall. From then on that response spills
+// without waiting, so a client that reads nothing holds the worker pumpStall once. Blocks queued while the client is behind are coalesced into
 // pumpSlab-sized buffers (reused across responses), so the client gets fewer, larger writes.
 const (
 	pumpMemory     = 1 << 20
 	pumpDisk       = 1 << 30
 	pumpSpillAfter = 20 * time.Millisecond
+	pumpStall      = 5 * time.Millisecond
 	pumpSlab       = 256 << 10
 )
 
@@ -52,11 +53,16 @@ type pump struct {
 	done     chan struct{}
 	slabs    *sync.Pool // of *[]byte with cap pumpSlab
 	slow     bool       // the client did not drain memory within pumpSpillAfter: spill
-	waited   bool       // set by the pumpSpillAfter timer
+	waited   bool       // set by the pumpStall timer of generation gen
+	gen      int
+	writes   int // items written to the client so far: the client's progress
+
+	stall, spillAfter time.Duration // pumpStall and pumpSpillAfter (tests change them)
 }
 
 func newPump(w http.ResponseWriter, slabs *sync.Pool) *pump {
-	p := &pump{w: w, rc: http.NewResponseController(w), done: make(chan struct{}), slabs: slabs}
+	p := &pump{w: w, rc: http.NewResponseController(w), done: make(chan struct{}), slabs: slabs,
+		stall: pumpStall, spillAfter: pumpSpillAfter}
 	p.wake = sync.NewCond(&p.mu)
 	go p.run()
 	return p
@@ -88,22 +94,34 @@ func (p *pump) push(b []byte) error {
 	return nil
 }
 
-// waitForRoom waits up to pumpSpillAfter for the client to make room for n bytes in
-// memory; a client that does not is slow, and the response spills from then on.
+// waitForRoom waits for the client to make room for n bytes in memory, for as long as it
+// keeps taking bytes (a write completes at least every pumpStall), up to pumpSpillAfter.
+// A client that stalls is slow, and the response spills from then on: a client that reads
+// nothing holds the worker pumpStall once.
 func (p *pump) waitForRoom(n int) {
-	p.waited = false
-	t := time.AfterFunc(pumpSpillAfter, func() {
-		p.mu.Lock()
-		p.waited = true
-		p.wake.Broadcast()
-		p.mu.Unlock()
-	})
-	for p.err == nil && p.memBytes+n > pumpMemory && p.memBytes > 0 && !p.waited {
-		p.wake.Wait()
-	}
-	t.Stop()
-	if p.memBytes+n > pumpMemory && p.memBytes > 0 {
-		p.slow = true
+	giveUp := time.Now().Add(p.spillAfter)
+	full := func() bool { return p.err == nil && p.memBytes+n > pumpMemory && p.memBytes > 0 }
+	for full() {
+		seen := p.writes
+		p.gen++
+		gen := p.gen
+		p.waited = false
+		t := time.AfterFunc(p.stall, func() {
+			p.mu.Lock()
+			if p.gen == gen {
+				p.waited = true
+				p.wake.Broadcast()
+			}
+			p.mu.Unlock()
+		})
+		for full() && !p.waited {
+			p.wake.Wait()
+		}
+		t.Stop()
+		if full() && (p.writes == seen || time.Now().After(giveUp)) {
+			p.slow = true
+			return
+		}
 	}
 }
 
@@ -225,6 +243,7 @@ func (p *pump) run() {
 		if err != nil {
 			p.err = err
 		}
+		p.writes++
 		p.wake.Broadcast()
 		p.mu.Unlock()
 		if err != nil {
@@ -240,10 +259,36 @@ func (p *pump) write(it pumpItem) error {
 		_, err := io.Copy(p.w, io.LimitReader(it.file, it.n))
 		return err
 	case it.spill:
-		_, err := io.Copy(p.w, io.NewSectionReader(p.spill, it.off, it.n))
-		return err
+		return p.writeSpilled(it.off, it.n)
 	default:
 		_, err := p.w.Write(it.data)
 		return err
 	}
+}
+
+// writeSpilled copies a stretch of the spill file to the client in slab-sized reads and
+// writes (io.Copy would take 32 KiB at a time: twice the syscalls).
+func (p *pump) writeSpilled(off, n int64) error {
+	var buf []byte
+	if p.slabs != nil {
+		bp := p.slabs.Get().(*[]byte)
+		defer p.slabs.Put(bp)
+		buf = (*bp)[:pumpSlab]
+	} else {
+		buf = make([]byte, pumpSlab)
+	}
+	for n > 0 {
+		m, err := p.spill.ReadAt(buf[:min(n, int64(len(buf)))], off)
+		if m > 0 {
+			if _, werr := p.w.Write(buf[:m]); werr != nil {
+				return werr
+			}
+			off += int64(m)
+			n -= int64(m)
+		}
+		if err != nil && n > 0 {
+			return err
+		}
+	}
+	return nil
 }
