@@ -9,6 +9,9 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+
+	"github.com/caddy-wsgi/caddy-wsgi/websocket"
 
 	// WebSockets over HTTP/2 (RFC 8441) without GODEBUG: see the package.
 	_ "github.com/caddy-wsgi/caddy-wsgi/caddymodule/internal/xconnect"
@@ -25,7 +28,8 @@ func init() {
 // loop (uvloop when the app's environment has it) with up to max_concurrency requests and
 // WebSockets at once. Caddy accepts WebSockets over HTTP/1.1, HTTP/2 (RFC 8441: the module
 // turns on Go's extended CONNECT, off by default, unless GODEBUG sets http2xconnect) and
-// HTTP/3 (RFC 9220), and relays whole messages; close codes pass through both ways. A request past `timeout` gets 504
+// HTTP/3 (RFC 9220), and relays whole messages (permessage-deflate, RFC 7692, when the
+// client offers it); close codes pass through both ways. A request past `timeout` gets 504
 // and the app http.disconnect; the worker is killed only if its event loop stays blocked
 // 5 s more. An open WebSocket has no timeout.
 type ASGI struct {
@@ -42,6 +46,17 @@ type ASGI struct {
 	// worker retried with backoff. Shutdown runs when the worker stops, within
 	// graceful_timeout.
 	Lifespan string `json:"lifespan,omitempty"`
+
+	// The largest WebSocket message a client may send, in bytes (after decompression),
+	// inclusive: a larger one closes the connection with 1009. Default 16 MiB (Uvicorn's
+	// ws_max_size), at most 1 GiB.
+	MaxMessageSize int64 `json:"max_message_size,omitempty"`
+
+	// WebSocket compression, permessage-deflate (RFC 7692): "on" (default: accepted when
+	// the client offers it, as browsers do, with context takeover both ways unless the
+	// client asks otherwise) or "off". A compressing connection holds about 1 MB more
+	// memory for its compressor after its first compressed message.
+	WebSocketCompression string `json:"websocket_compression,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -65,6 +80,15 @@ func (m *ASGI) Provision(ctx caddy.Context) error {
 	default:
 		return fmt.Errorf("asgi: lifespan %q: want auto, on or off", m.Lifespan)
 	}
+	if m.MaxMessageSize < 0 || m.MaxMessageSize > 1<<30 {
+		return fmt.Errorf("asgi: max_message_size %d: want 1 byte to 1 GiB", m.MaxMessageSize)
+	}
+	switch m.WebSocketCompression {
+	case "", "on", "off":
+	default:
+		return fmt.Errorf("asgi: websocket_compression %q: want on or off", m.WebSocketCompression)
+	}
+	m.ws = websocket.Options{MaxMessage: int(m.MaxMessageSize), NoCompression: m.WebSocketCompression == "off"}
 	m.WorkerClass = "asgi"
 	if m.MaxConcurrency > 0 {
 		m.WorkerConnections = m.MaxConcurrency
@@ -74,7 +98,8 @@ func (m *ASGI) Provision(ctx caddy.Context) error {
 }
 
 // UnmarshalCaddyfile reads `asgi <app> { ... }`: the options of `wsgi`, plus
-// max_concurrency <n> and lifespan auto|on|off.
+// max_concurrency <n>, lifespan auto|on|off, max_message_size <size> and
+// websocket_compression on|off.
 func (m *ASGI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return m.unmarshalDirective(d, "asgi", func(d *caddyfile.Dispenser) (bool, error) {
 		switch d.Val() {
@@ -95,6 +120,25 @@ func (m *ASGI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			if m.Lifespan != "auto" && m.Lifespan != "on" && m.Lifespan != "off" {
 				return true, d.Errf("lifespan: %q is not auto, on or off", m.Lifespan)
+			}
+			return true, nil
+		case "max_message_size":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return true, err
+			}
+			size, err := humanize.ParseBytes(v)
+			if err != nil || size == 0 || size > 1<<30 {
+				return true, d.Errf("max_message_size: %q is not a size between 1B and 1GiB", v)
+			}
+			m.MaxMessageSize = int64(size)
+			return true, nil
+		case "websocket_compression":
+			if err := oneArg(d, &m.WebSocketCompression); err != nil {
+				return true, err
+			}
+			if m.WebSocketCompression != "on" && m.WebSocketCompression != "off" {
+				return true, d.Errf("websocket_compression: %q is not on or off", m.WebSocketCompression)
 			}
 			return true, nil
 		case "worker_class", "threads":

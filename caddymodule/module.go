@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-wsgi/caddy-wsgi/websocket"
 	"github.com/caddy-wsgi/caddy-wsgi/workerpool"
 	"github.com/caddy-wsgi/caddy-wsgi/wsgihandler"
 )
@@ -73,7 +74,8 @@ type WSGI struct {
 	// With worker_class gevent: concurrent requests per worker. Default 100.
 	WorkerConnections int `json:"worker_connections,omitempty"`
 
-	lifespan string // set by the asgi module
+	lifespan string            // set by the asgi module
+	ws       websocket.Options // set by the asgi module
 
 	// How long a request may wait for a free worker thread before it gets 503 with
 	// Retry-After. Default 30s.
@@ -304,6 +306,7 @@ func (m *WSGI) Provision(ctx caddy.Context) error {
 		Logger:     m.logger,
 		Observer:   holder.metrics,
 		ASGI:       m.WorkerClass == "asgi",
+		WebSocket:  m.ws,
 	})
 	return nil
 }

@@ -55,6 +55,7 @@ const (
 	RequestStream byte = 1 << 0 // REQUEST: body is pulled with READ
 	RequestWS     byte = 1 << 1 // REQUEST: a WebSocket handshake (ASGI workers)
 	WSBinary      byte = 1 << 0 // WS_RECEIVE, WS_SEND: binary, not text
+	WSMore        byte = 1 << 1 // WS_RECEIVE, WS_SEND: the message goes on in the next frame
 	DataEOF       byte = 1 << 0 // DATA: no more body after this
 	DataAborted   byte = 1 << 1 // DATA: the client's upload failed
 	HeadersFinal  byte = 1 << 0 // HEADERS: the body follows in full, no END

@@ -5,31 +5,43 @@ import (
 	"unicode/utf8"
 )
 
-// WSMessageFrame appends a WS_RECEIVE frame: one client message for the app.
+// WSMessageFrame appends a WS_RECEIVE frame: one client message for the app. A message
+// over one frame goes in several with WSMore, text cut between characters.
 func WSMessageFrame(dst []byte, binaryData bool, data []byte) []byte {
 	var flags byte
 	if binaryData {
 		flags = WSBinary
+	}
+	for len(data) >= MaxPayload {
+		cut := MaxPayload - 1
+		for !binaryData && cut > 0 && !utf8.RuneStart(data[cut]) {
+			cut--
+		}
+		dst = AppendHeader(dst, TypeWSReceive, 1+cut)
+		dst = append(dst, flags|WSMore)
+		dst = append(dst, data[:cut]...)
+		data = data[cut:]
 	}
 	dst = AppendHeader(dst, TypeWSReceive, 1+len(data))
 	dst = append(dst, flags)
 	return append(dst, data...)
 }
 
-// DecodeWSMessage parses a WS_SEND payload. data aliases p.
-func DecodeWSMessage(p []byte) (binaryData bool, data []byte, err error) {
+// DecodeWSMessage parses a WS_SEND payload: a message, or a part of one when more is
+// set. data aliases p.
+func DecodeWSMessage(p []byte) (binaryData, more bool, data []byte, err error) {
 	if len(p) < 1 {
-		return false, nil, violation("empty WebSocket message payload")
+		return false, false, nil, violation("empty WebSocket message payload")
 	}
-	if p[0]&^WSBinary != 0 {
-		return false, nil, violation("WebSocket message has unknown flags 0x%02x", p[0])
+	if p[0]&^(WSBinary|WSMore) != 0 {
+		return false, false, nil, violation("WebSocket message has unknown flags 0x%02x", p[0])
 	}
 	data = p[1:]
-	binaryData = p[0]&WSBinary != 0
+	binaryData, more = p[0]&WSBinary != 0, p[0]&WSMore != 0
 	if !binaryData && !utf8.Valid(data) {
-		return false, nil, violation("WebSocket text message is not UTF-8")
+		return false, false, nil, violation("WebSocket text message is not UTF-8")
 	}
-	return binaryData, data, nil
+	return binaryData, more, data, nil
 }
 
 // WSCloseFrame returns a WS_DISCONNECT (t) frame with a close code and reason.

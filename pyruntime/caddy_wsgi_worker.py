@@ -75,6 +75,7 @@ _FIXED_LENGTH = {CANCEL: 0, END: 0, READ: 4, FILE: 16}
 FLAG_STREAM = 0x01  # REQUEST: the body is pulled with READ
 FLAG_WEBSOCKET = 0x02  # REQUEST: a WebSocket handshake (ASGI workers only)
 FLAG_BINARY = 0x01  # WS_RECEIVE/WS_SEND: bytes, not text
+FLAG_MORE = 0x02  # WS_RECEIVE/WS_SEND: the message goes on in the next frame
 FLAG_EOF = 0x01  # DATA: no body after these bytes
 FLAG_ABORTED = 0x02  # DATA: the upload failed or the client left
 FLAG_FINAL = 0x01  # HEADERS: the bytes after the block are the whole body
@@ -229,7 +230,7 @@ def _decode_ws_message(p):
     """WS_RECEIVE/WS_SEND payload -> (binary, bytes)."""
     if not len(p):
         raise ProtocolError('empty WebSocket message payload')
-    if p[0] & ~FLAG_BINARY:
+    if p[0] & ~(FLAG_BINARY | FLAG_MORE):
         raise ProtocolError('WebSocket message has unknown flags 0x%02x' % p[0])
     return bool(p[0] & FLAG_BINARY), bytes(p[1:])
 
@@ -251,7 +252,19 @@ def _decode_block(p):
 
 
 def encode_ws_message(binary, data):
-    return _HEAD_FLAGS.pack(1 + len(data), WS_SEND, FLAG_BINARY if binary else 0) + data
+    flags = FLAG_BINARY if binary else 0
+    if len(data) < MAX_PAYLOAD:
+        return _HEAD_FLAGS.pack(1 + len(data), WS_SEND, flags) + data
+    # Over one frame: parts with MORE, text cut between characters (each part is UTF-8).
+    parts, start = [], 0
+    while len(data) - start >= MAX_PAYLOAD:
+        cut = start + MAX_PAYLOAD - 1
+        while not binary and data[cut] & 0xC0 == 0x80:
+            cut -= 1
+        parts.append(_HEAD_FLAGS.pack(1 + cut - start, WS_SEND, flags | FLAG_MORE) + data[start:cut])
+        start = cut
+    parts.append(_HEAD_FLAGS.pack(1 + len(data) - start, WS_SEND, flags) + data[start:])
+    return b''.join(parts)
 
 
 def encode_ws_close(ftype, code, reason):
@@ -1949,6 +1962,7 @@ class AsgiWebSocket(AsgiExchange):
         self.close_code = None  # set when the client closed or vanished
         self.denial = None  # an AsgiHTTP for a denial response
         self.queued = 0  # bytes of unread messages in the inbox
+        self.parts = []  # the first frames of a message that came with MORE
         self.overflow = False
 
     def on_frame(self, ftype, payload):
@@ -1956,6 +1970,12 @@ class AsgiWebSocket(AsgiExchange):
             binary, data = _decode_ws_message(payload)
             if self.overflow:
                 return  # closing: the app could not keep up
+            if payload[0] & FLAG_MORE or self.parts:  # a message over one frame
+                self.parts.append(data)
+                if payload[0] & FLAG_MORE:
+                    return
+                data = b''.join(self.parts)
+                self.parts = []
             if binary:
                 self.inbox.append(({'type': 'websocket.receive', 'bytes': data}, len(data)))
             else:

@@ -23,8 +23,9 @@ const (
 	CloseServiceRestart = 1012
 )
 
-// DefaultMaxMessage bounds a reassembled message: it must fit one channel frame.
-const DefaultMaxMessage = 16<<20 - 64
+// DefaultMaxMessage bounds a reassembled (and decompressed) message, inclusive: 16 MiB,
+// Uvicorn's ws_max_size default.
+const DefaultMaxMessage = 16 << 20
 
 const (
 	opContinuation = 0x0
@@ -59,12 +60,16 @@ type Conn struct {
 	client     bool // client side: masks its frames, expects unmasked ones
 	maxMessage int
 	closer     io.Closer
+	inflate    *inflater // permessage-deflate was negotiated
 
 	wmu       sync.Mutex
 	w         io.Writer
 	flush     func() error // HTTP/2 and HTTP/3 streams need a flush per message
 	closeSent bool
 	head      [14]byte
+	deflate   *deflater // permessage-deflate was negotiated
+	sending   bool      // a fragmented message is under way (WriteFragment)
+	squeezed  bool      // ...and it is compressed
 }
 
 func newConn(r *bufio.Reader, w io.Writer, flush func() error, closer io.Closer, client bool, maxMessage int) *Conn {
@@ -85,12 +90,21 @@ func NewClient(r io.Reader, w io.Writer, flush func() error, closer io.Closer) *
 // caller closes with its Code), or an I/O error.
 func (c *Conn) ReadMessage() (binaryData bool, data []byte, err error) {
 	var msg []byte
-	inMessage := false
+	inMessage, compressed := false, false
 	var first byte
+	checked := 0 // msg[:checked] is valid UTF-8 (uncompressed text fails fast)
 	for {
-		fin, op, payload, err := c.readFrame(len(msg))
+		limit := c.maxMessage - len(msg)
+		if compressed {
+			limit = c.maxMessage + c.maxMessage>>10 + 64 // deflate's worst-case growth
+			limit -= len(msg)
+		}
+		fin, op, rsv1, payload, err := c.readFrame(limit)
 		if err != nil {
 			return false, nil, err
+		}
+		if rsv1 && (c.inflate == nil || op == opContinuation || op >= opClose) {
+			return false, nil, &ProtocolError{CloseProtocolError, "RSV1 set outside the first frame of a compressed message"}
 		}
 		switch op {
 		case opPing:
@@ -106,7 +120,7 @@ func (c *Conn) ReadMessage() (binaryData bool, data []byte, err error) {
 			if inMessage {
 				return false, nil, &ProtocolError{CloseProtocolError, "new message inside a fragmented one"}
 			}
-			inMessage, first = true, op
+			inMessage, first, compressed = true, op, rsv1
 			msg = payload
 		case opContinuation:
 			if !inMessage {
@@ -116,9 +130,19 @@ func (c *Conn) ReadMessage() (binaryData bool, data []byte, err error) {
 		default:
 			return false, nil, &ProtocolError{CloseProtocolError, fmt.Sprintf("unknown opcode %#x", op)}
 		}
-		if fin {
-			if first == opText && !utf8.Valid(msg) {
+		if first == opText && !compressed {
+			if checked = validPrefix(msg, checked, fin); checked < 0 {
 				return false, nil, &ProtocolError{CloseInvalidData, "text message is not UTF-8"}
+			}
+		}
+		if fin {
+			if compressed {
+				if msg, err = c.inflate.inflate(msg, c.maxMessage); err != nil {
+					return false, nil, err
+				}
+				if first == opText && !utf8.Valid(msg) {
+					return false, nil, &ProtocolError{CloseInvalidData, "text message is not UTF-8"}
+				}
 			}
 			if msg == nil {
 				msg = []byte{}
@@ -128,55 +152,119 @@ func (c *Conn) ReadMessage() (binaryData bool, data []byte, err error) {
 	}
 }
 
-// readFrame reads one frame; have is the size of the message assembled so far.
-func (c *Conn) readFrame(have int) (fin bool, op byte, payload []byte, err error) {
+// errTooBig is a message over the limit.
+var errTooBig = &ProtocolError{CloseTooBig, "message over the size limit"}
+
+// readFrame reads one frame; a data frame's payload may have up to limit bytes.
+func (c *Conn) readFrame(limit int) (fin bool, op byte, rsv1 bool, payload []byte, err error) {
 	var h [2]byte
 	if _, err := io.ReadFull(c.br, h[:]); err != nil {
-		return false, 0, nil, err
+		return false, 0, false, nil, err
 	}
-	fin, op = h[0]&0x80 != 0, h[0]&0x0F
-	if h[0]&0x70 != 0 {
-		return false, 0, nil, &ProtocolError{CloseProtocolError, "reserved bits set (no extension was negotiated)"}
+	fin, op, rsv1 = h[0]&0x80 != 0, h[0]&0x0F, h[0]&0x40 != 0
+	if h[0]&0x30 != 0 {
+		return false, 0, false, nil, &ProtocolError{CloseProtocolError, "reserved bits RSV2/RSV3 set (no extension uses them)"}
 	}
 	masked := h[1]&0x80 != 0
 	if masked == c.client {
-		return false, 0, nil, &ProtocolError{CloseProtocolError, "wrong masking for this direction"}
+		return false, 0, false, nil, &ProtocolError{CloseProtocolError, "wrong masking for this direction"}
 	}
 	n := uint64(h[1] & 0x7F)
 	switch n {
 	case 126:
 		var b [2]byte
 		if _, err := io.ReadFull(c.br, b[:]); err != nil {
-			return false, 0, nil, err
+			return false, 0, false, nil, err
 		}
 		n = uint64(binary.BigEndian.Uint16(b[:]))
 	case 127:
 		var b [8]byte
 		if _, err := io.ReadFull(c.br, b[:]); err != nil {
-			return false, 0, nil, err
+			return false, 0, false, nil, err
 		}
 		n = binary.BigEndian.Uint64(b[:])
 	}
 	if op >= opClose && (n > 125 || !fin) {
-		return false, 0, nil, &ProtocolError{CloseProtocolError, "control frame fragmented or over 125 bytes"}
+		return false, 0, false, nil, &ProtocolError{CloseProtocolError, "control frame fragmented or over 125 bytes"}
 	}
-	if op < opClose && n > uint64(c.maxMessage-have) {
-		return false, 0, nil, &ProtocolError{CloseTooBig, fmt.Sprintf("message over %d bytes", c.maxMessage)}
+	if op < opClose && (limit < 0 || n > uint64(limit)) {
+		return false, 0, false, nil, &ProtocolError{CloseTooBig, fmt.Sprintf("message over %d bytes", c.maxMessage)}
 	}
 	var key [4]byte
 	if masked {
 		if _, err := io.ReadFull(c.br, key[:]); err != nil {
-			return false, 0, nil, err
+			return false, 0, false, nil, err
 		}
 	}
 	payload = make([]byte, n)
 	if _, err := io.ReadFull(c.br, payload); err != nil {
-		return false, 0, nil, err
+		return false, 0, false, nil, err
 	}
 	if masked {
 		maskBytes(key, payload)
 	}
-	return fin, op, payload, nil
+	return fin, op, rsv1, payload, nil
+}
+
+// validPrefix checks b[from:] as UTF-8 and returns how much of b is known valid, or -1.
+// Unless fin, b may end inside a character that is valid so far.
+func validPrefix(b []byte, from int, fin bool) int {
+	for i := from; i < len(b); {
+		if b[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		if r != utf8.RuneError || size > 1 {
+			i += size
+			continue
+		}
+		if fin || !startsRune(b[i:]) {
+			return -1
+		}
+		return i
+	}
+	return len(b)
+}
+
+// startsRune reports whether b (shorter than a full character) can begin a valid one.
+func startsRune(b []byte) bool {
+	if len(b) >= utf8.UTFMax {
+		return false
+	}
+	lo, hi := byte(0x80), byte(0xBF) // the allowed range of the second byte
+	switch c := b[0]; {
+	case c >= 0xC2 && c <= 0xDF:
+	case c == 0xE0:
+		lo = 0xA0
+	case c >= 0xE1 && c <= 0xEF:
+		if c == 0xED {
+			hi = 0x9F
+		}
+	case c == 0xF0:
+		lo = 0x90
+	case c >= 0xF1 && c <= 0xF3:
+	case c == 0xF4:
+		hi = 0x8F
+	default:
+		return false
+	}
+	need := 2
+	if b[0] >= 0xE0 {
+		need = 3
+	}
+	if b[0] >= 0xF0 {
+		need = 4
+	}
+	if len(b) >= need {
+		return false
+	}
+	for i := 1; i < len(b); i++ {
+		if i == 1 && (b[i] < lo || b[i] > hi) || i > 1 && (b[i] < 0x80 || b[i] > 0xBF) {
+			return false
+		}
+	}
+	return true
 }
 
 func maskBytes(key [4]byte, b []byte) {
@@ -213,13 +301,40 @@ func ValidCloseCode(code int) bool {
 	return false
 }
 
-// WriteMessage sends one data message as a single frame.
+// WriteMessage sends one data message as a single frame, compressed when
+// permessage-deflate was negotiated and the message is not tiny.
 func (c *Conn) WriteMessage(binaryData bool, data []byte) error {
+	return c.WriteFragment(binaryData, data, true)
+}
+
+// WriteFragment sends part of a data message; fin marks its last part. Control frames
+// may go out between the parts; other data messages must not (one writer at a time).
+func (c *Conn) WriteFragment(binaryData bool, data []byte, fin bool) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closeSent {
+		return ErrClosed
+	}
 	op := byte(opText)
 	if binaryData {
 		op = opBinary
 	}
-	return c.writeFrame(op, data)
+	var rsv byte
+	if c.sending {
+		op = opContinuation
+	} else if c.deflate != nil && (!fin || len(data) >= minCompress) {
+		c.squeezed, rsv = true, 0x40
+	} else {
+		c.squeezed = false
+	}
+	if c.squeezed {
+		var err error
+		if data, err = c.deflate.compress(data, fin); err != nil {
+			return err
+		}
+	}
+	c.sending = !fin
+	return c.writeHeadLocked(op|rsv, fin, data)
 }
 
 // WriteClose sends the close frame (once; later calls do nothing). An invalid code
@@ -265,8 +380,16 @@ func (c *Conn) writeFrame(op byte, payload []byte) error {
 }
 
 func (c *Conn) writeLocked(op byte, payload []byte) error {
+	return c.writeHeadLocked(op, true, payload)
+}
+
+// writeHeadLocked writes a frame; op may carry RSV1 (0x40).
+func (c *Conn) writeHeadLocked(op byte, fin bool, payload []byte) error {
 	h := c.head[:2]
-	h[0] = 0x80 | op
+	h[0] = op
+	if fin {
+		h[0] |= 0x80
+	}
 	n := len(payload)
 	switch {
 	case n < 126:

@@ -67,11 +67,31 @@ func AcceptKey(key string) string {
 	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
-// Accept answers a handshake CheckRequest passed and returns the open connection, whose
-// messages are bounded by DefaultMaxMessage. The extra header must already be validated
-// (no CR, LF or NUL).
-func Accept(w http.ResponseWriter, r *http.Request, subprotocol string, extra http.Header) (*Conn, error) {
+// Options of an accepted WebSocket.
+type Options struct {
+	// MaxMessage bounds a message from the client (after decompression), inclusive;
+	// larger ones close the connection with 1009. 0: DefaultMaxMessage.
+	MaxMessage int
+	// NoCompression declines permessage-deflate (RFC 7692), which is otherwise accepted
+	// when the client offers it.
+	NoCompression bool
+}
+
+// Accept answers a handshake CheckRequest passed and returns the open connection. The
+// extra header must already be validated (no CR, LF or NUL).
+func Accept(w http.ResponseWriter, r *http.Request, subprotocol string, extra http.Header, opts Options) (*Conn, error) {
 	rc := http.NewResponseController(w)
+	var deflate deflateParams
+	compress := false
+	if !opts.NoCompression {
+		deflate, compress = negotiateDeflate(r.Header)
+	}
+	wrap := func(c *Conn) *Conn {
+		if compress {
+			c.deflate, c.inflate = newDeflater(deflate), newInflater(deflate)
+		}
+		return c
+	}
 	if extendedConnect(r) {
 		h := w.Header()
 		for k, v := range extra {
@@ -79,6 +99,9 @@ func Accept(w http.ResponseWriter, r *http.Request, subprotocol string, extra ht
 		}
 		if subprotocol != "" {
 			h.Set("Sec-WebSocket-Protocol", subprotocol)
+		}
+		if compress {
+			h.Set("Sec-WebSocket-Extensions", deflate.response)
 		}
 		w.WriteHeader(http.StatusOK)
 		if err := rc.Flush(); err != nil {
@@ -88,7 +111,7 @@ func Accept(w http.ResponseWriter, r *http.Request, subprotocol string, extra ht
 		_ = rc.SetReadDeadline(time.Time{})
 		_ = rc.SetWriteDeadline(time.Time{})
 		flush := func() error { return rc.Flush() }
-		return newConn(bufio.NewReader(r.Body), w, flush, r.Body, false, DefaultMaxMessage), nil
+		return wrap(newConn(bufio.NewReader(r.Body), w, flush, r.Body, false, opts.MaxMessage)), nil
 	}
 	netConn, brw, err := rc.Hijack()
 	if err != nil {
@@ -101,6 +124,9 @@ func Accept(w http.ResponseWriter, r *http.Request, subprotocol string, extra ht
 	b.WriteString("\r\n")
 	if subprotocol != "" {
 		b.WriteString("Sec-WebSocket-Protocol: " + subprotocol + "\r\n")
+	}
+	if compress {
+		b.WriteString("Sec-WebSocket-Extensions: " + deflate.response + "\r\n")
 	}
 	for k, vs := range extra {
 		for _, v := range vs {
@@ -116,7 +142,7 @@ func Accept(w http.ResponseWriter, r *http.Request, subprotocol string, extra ht
 		netConn.Close()
 		return nil, fmt.Errorf("websocket accept: writing the handshake: %w", err)
 	}
-	return newConn(brw.Reader, netConn, nil, netConn, false, DefaultMaxMessage), nil
+	return wrap(newConn(brw.Reader, netConn, nil, netConn, false, opts.MaxMessage)), nil
 }
 
 // ErrClosed is returned by writes after the close frame was sent.

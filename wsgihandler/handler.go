@@ -36,6 +36,7 @@ type Handler struct {
 	writers    sync.Pool         // *protocol.RequestWriter
 	slabs      sync.Pool         // *[]byte of pumpSlab bytes, for streamed responses
 	observer   Observer
+	ws         websocket.Options
 }
 
 // Options configures a Handler.
@@ -53,6 +54,8 @@ type Options struct {
 	// WebSocket handshakes are accepted, and a request past its timeout is cancelled
 	// (the app gets http.disconnect) instead of killing a worker that serves many.
 	ASGI bool
+	// WebSocket: the message limit and compression of WebSockets (ASGI).
+	WebSocket websocket.Options
 }
 
 // Observer receives per-request measurements.
@@ -80,6 +83,7 @@ func New(pool *workerpool.Pool, opts Options) *Handler {
 		keys:       newHeaderKeys(),
 		observer:   opts.Observer,
 		asgi:       opts.ASGI,
+		ws:         opts.WebSocket,
 	}
 	if h.asgi {
 		h.asgiKeys = asgiHeaderKeys(h.keys)

@@ -132,7 +132,7 @@ func (ex *wsExchange) accept(p []byte) bool {
 	}
 	var conn *websocket.Conn
 	if err == nil {
-		conn, err = websocket.Accept(ex.w, ex.r, subprotocol, header)
+		conn, err = websocket.Accept(ex.w, ex.r, subprotocol, header, ex.h.ws)
 	}
 	if err != nil {
 		ex.logger().Error("websocket accept failed", zap.Error(err))
@@ -240,11 +240,11 @@ func (ex *wsExchange) relay(conn *websocket.Conn) (healthy bool) {
 		}
 		switch t {
 		case protocol.TypeWSSend:
-			binaryData, data, err := protocol.DecodeWSMessage(p)
+			binaryData, more, data, err := protocol.DecodeWSMessage(p)
 			if err != nil {
 				return broken(err)
 			}
-			if err := conn.WriteMessage(binaryData, data); err != nil && !errors.Is(err, websocket.ErrClosed) {
+			if err := conn.WriteFragment(binaryData, data, !more); err != nil && !errors.Is(err, websocket.ErrClosed) {
 				conn.Close() // the client is gone: the reader tells the worker
 			}
 		case protocol.TypeWSClose:
