@@ -10,7 +10,7 @@ CADDY := .build/caddy
 export CADDY_BIN := $(abspath $(CADDY))
 export WSGI_TEST_VENV := $(abspath $(VENV))
 
-.PHONY: run test caddy venv check bench
+.PHONY: run test caddy venv check bench autobahn
 run: caddy
 	$(CADDY) run --config examples/hello/Caddyfile --adapter caddyfile
 
@@ -23,12 +23,16 @@ $(VENV)/.installed: requirements-test.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	touch $@
 
+# Autobahn|Testsuite (wstest, Python 2.7) for TestAutobahn, in ~/.cache/caddy-wsgi.
+autobahn:
+	scripts/install-autobahn.sh
+
 check:
 	gofmt -l . | tee /dev/stderr | (! read)
 	go vet ./...
 	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-test: venv caddy check
+test: venv caddy autobahn check
 	go test -race -count=1 -timeout 25m ./...
 
 # The benchmark suite against the peers, WSGI and ASGI (about 16 minutes; see docs/benchmarks.md).

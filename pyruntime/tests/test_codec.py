@@ -101,6 +101,20 @@ class RoundTripTest(unittest.TestCase):
                   w.encode_frame(w.INFORMATIONAL, b'103\0Link\0</a.css>')]
         self.assertEqual({roundtrip(f)[0] for f in frames}, set(w.FRAME_TYPES))
 
+    def test_websocket_message_over_one_frame(self):
+        # A 16 MiB text message goes in two WS_SEND frames, the first with MORE, cut
+        # between characters.
+        data = ('x' + '\u20ac' * (w.MAX_PAYLOAD // 3)).encode('utf-8')
+        raw = w.encode_ws_message(False, data)
+        first = int.from_bytes(raw[:4], 'big')
+        self.assertLess(first, w.MAX_PAYLOAD + 1)
+        self.assertEqual(raw[5], w.FLAG_MORE)
+        part1 = raw[6:5 + first]
+        part1.decode('utf-8')  # whole characters
+        rest = raw[5 + first:]
+        self.assertEqual(rest[5], 0)
+        self.assertEqual(part1 + rest[6:], data)
+
     def test_websocket_frames(self):
         self.assertEqual(roundtrip(w.encode_ws_message(False, 'caf\xe9'.encode())),
                          (w.WS_SEND, (False, 'caf\xe9'.encode())))
