@@ -39,6 +39,21 @@ def free_port():
     return p
 
 
+def respond_caddyfile(admin, port, tag):
+    return """{
+	admin 127.0.0.1:%d
+	http_port %d
+	log {
+		level WARN
+	}
+}
+http://127.0.0.1:%d {
+	header X-Config %s
+	respond /hello "Hello, world!"
+}
+""" % (admin, port, port, tag)
+
+
 def caddyfile(admin, port, python, tag, asgi=False):
     if asgi:
         return """{
@@ -129,7 +144,8 @@ class Stats:
         self.total = 0
         self.failed = 0
         self.samples = []
-        self.retried = 0
+        self.stop_at = float("inf")  # set when --reloads are done
+        self.told_close = 0  # responses with Connection: close (the client reconnects)
         self.restarts = 0  # WebSockets closed with 1012 that reconnected
 
     def add(self, ok, what=""):
@@ -236,42 +252,29 @@ def ws_client(port, deadline, stats):
 
 
 def client(port, deadline, stats):
-    """One keep-alive connection at a time. A request that fails on a reused connection
-    before any response byte (the server closed it while idle, as every server does on a
-    reload) is retried once on a new connection, as browsers and Go's client do; it counts
-    as a failure only if the retry fails too."""
-    conn, used = None, 0
-    while time.time() < deadline:
-        for attempt in (0, 1):
-            try:
-                if conn is None:
-                    conn, used = http.client.HTTPConnection("127.0.0.1", port, timeout=30), 0
-                conn.request("GET", "/hello")
-                resp = conn.getresponse()
-                body = resp.read()
-                used += 1
-                ok = resp.status == 200 and body == b"Hello, world!"
-                stats.add(ok, "status %d body %r" % (resp.status, body[:80]))
-                if resp.will_close:
-                    conn.close()
-                    conn = None
-                break
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
-                reused = used > 0
+    """One keep-alive connection at a time, never retrying (as http.client, many
+    service-to-service clients and load balancers behave): a request lost when a reload
+    closes its connection counts as a failure."""
+    conn = None
+    while time.time() < min(deadline, stats.stop_at):
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/hello")
+            resp = conn.getresponse()
+            body = resp.read()
+            ok = resp.status == 200 and body == b"Hello, world!"
+            stats.add(ok, "status %d body %r" % (resp.status, body[:80]))
+            if resp.will_close:
+                with stats.lock:
+                    stats.told_close += 1
                 conn.close()
                 conn = None
-                if attempt == 0 and reused:
-                    with stats.lock:
-                        stats.retried += 1
-                    continue
-                stats.add(False, "%s: %s" % (type(e).__name__, e))
-                break
-            except Exception as e:  # any other transport error is a failure
-                stats.add(False, "%s: %s" % (type(e).__name__, e))
-                if conn is not None:
-                    conn.close()
-                conn = None
-                break
+        except Exception as e:  # RemoteDisconnected, ConnectionResetError, ...: lost
+            stats.add(False, "%s: %s" % (type(e).__name__, e))
+            if conn is not None:
+                conn.close()
+            conn = None
     if conn is not None:
         conn.close()
 
@@ -283,6 +286,8 @@ def main():
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--reload-every", type=float, default=10)
+    ap.add_argument("--reloads", type=int, default=0, help="stop after this many reloads (0: run --minutes)")
+    ap.add_argument("--respond", action="store_true", help="plain Caddy (respond), for comparison")
     ap.add_argument("--asgi", action="store_true", help="the asgi directive, with WebSocket clients too")
     ap.add_argument("--ws-clients", type=int, default=8, help="with --asgi: WebSocket clients")
     args = ap.parse_args()
@@ -293,7 +298,7 @@ def main():
     for tag in ("a", "b"):
         path = os.path.join(tmp, "Caddyfile." + tag)
         with open(path, "w") as f:
-            f.write(caddyfile(admin, port, args.python, tag, args.asgi))
+            f.write(respond_caddyfile(admin, port, tag) if args.respond else caddyfile(admin, port, args.python, tag, args.asgi))
         cfgs.append(path)
     env = dict(os.environ, HOME=tmp, XDG_DATA_HOME=os.path.join(tmp, "data"), XDG_CONFIG_HOME=os.path.join(tmp, "config"))
     log = open(os.path.join(tmp, "caddy.log"), "w")
@@ -331,6 +336,10 @@ def main():
         middle_at = START + duration / 2
         next_reload = START + args.reload_every
         while time.time() < deadline:
+            if args.reloads and reloads >= args.reloads:
+                deadline = time.time() + 0.5  # the clients stop after a last half second
+                stats.stop_at = deadline
+                break
             now = time.time()
             if "middle" not in snaps and now >= middle_at:
                 snaps["middle"] = snapshot(caddy.pid)
@@ -356,10 +365,11 @@ def main():
             print("soak (asgi): %.1f min, %d HTTP and %d WebSocket clients, max_requests 2000, a reload every %gs"
                   % (elapsed / 60, args.clients, args.ws_clients, args.reload_every))
         else:
-            print("soak: %.1f min, %d clients, max_requests 50, a reload every %gs" % (elapsed / 60, args.clients, args.reload_every))
+            print("soak%s: %.1f min, %d non-retrying keep-alive clients, a reload every %gs"
+                  % (" (respond)" if args.respond else " (wsgi, max_requests 50)", elapsed / 60, args.clients, args.reload_every))
         print("requests: %d (%.0f/s)" % (stats.total, stats.total / elapsed))
-        print("failed: %d" % stats.failed)
-        print("retried once after the server closed an idle keep-alive connection: %d" % stats.retried)
+        print("failed: %d of %d requests over %d reloads" % (stats.failed, stats.total, reloads))
+        print("responses with Connection: close (the client reconnected): %d" % stats.told_close)
         if args.asgi:
             print("WebSockets closed with 1012 (worker retired, pool replaced) and reconnected: %d" % stats.restarts)
         for s in stats.samples:
