@@ -202,11 +202,11 @@ type handoffConn struct {
 
 	// The last response as written, for a connection Shutdown closes right after a
 	// response sent as keep-alive (its request was running when the reload began).
-	keepAlive  bool  // its head had no Connection: close
-	chunked    bool  // its body is chunked ...
-	lastChunk  bool  // ... and the last write ended with the last chunk
-	bodyLeft   int64 // Content-Length bytes not yet written; -1: unknown
-	readsAfter int   // bytes read since the last write
+	keepAlive  bool   // its head had no Connection: close
+	chunked    bool   // its body is chunked ...
+	lastChunk  bool   // ... and the last write ended with the last chunk
+	bodyLeft   int64  // Content-Length bytes not yet written; -1: unknown
+	readsAfter int    // bytes read since the last write
 	after      []byte // those bytes, when read during a shutdown (the server may drop them)
 }
 
