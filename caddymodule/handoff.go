@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 )
 
@@ -381,8 +382,8 @@ func (c *handoffConn) SetReadDeadline(t time.Time) error {
 
 // handlerDirective is httpcaddyfile.RegisterHandlerDirective's parsing, plus the Handoff
 // listener wrapper for the site's server: a reload then loses no request. (Inside a
-// handle or route block, Caddy keeps only routes: such a site adds the wrapper in JSON
-// or with the servers global option, see docs/options.md.)
+// handle or route block, Caddy keeps only routes: such a site adds the wrapper with the
+// servers global option, or in JSON; see the README.)
 func handlerDirective(setup httpcaddyfile.UnmarshalHandlerFunc) httpcaddyfile.UnmarshalFunc {
 	return func(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 		if !h.Next() {
@@ -403,8 +404,19 @@ func handlerDirective(setup httpcaddyfile.UnmarshalHandlerFunc) httpcaddyfile.Un
 // handoffWrapperJSON is the wrapper in a server's listener_wrappers.
 var handoffWrapperJSON = json.RawMessage(`{"wrapper":"wsgi_handoff"}`)
 
+// UnmarshalCaddyfile parses `wsgi_handoff` (no arguments), for the servers global
+// option's listener_wrappers.
+func (m *Handoff) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
 // Interface guards
 var (
 	_ caddy.ListenerWrapper = (*Handoff)(nil)
 	_ caddy.CleanerUpper    = (*Handoff)(nil)
+	_ caddyfile.Unmarshaler = (*Handoff)(nil)
 )
