@@ -19,7 +19,7 @@ import (
 
 func init() {
 	caddy.RegisterModule(ASGI{})
-	httpcaddyfile.RegisterDirective("asgi", handlerDirective(parseASGICaddyfile))
+	httpcaddyfile.RegisterHandlerDirective("asgi", parseASGICaddyfile)
 	httpcaddyfile.RegisterDirectiveOrder("asgi", httpcaddyfile.Before, "file_server")
 }
 

@@ -388,7 +388,7 @@ func serverConfig(fs *pflag.FlagSet, args []string, getenv func(string) string, 
 			return nil, sum, err
 		}
 	}
-	server := &caddyhttp.Server{ListenerWrappersRaw: []json.RawMessage{handoffWrapperJSON}}
+	server := &caddyhttp.Server{}
 	if domain := str("domain"); domain != "" {
 		addr, err := httpcaddyfile.ParseAddress(domain)
 		if err != nil {
