@@ -199,6 +199,9 @@ func runServer(fl caddycmd.Flags, cfg *caddy.Config, summary wsgiServerSummary, 
 		fmt.Println(string(out))
 		return caddy.ExitCodeSuccess, nil
 	}
+	if err := platformError(strings.ToLower(summary.kind)); err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
 	caddy.TrapSignals()
 	if err := caddy.Run(cfg); err != nil {
 		return caddy.ExitCodeFailedStartup, explainStartError(err)

@@ -252,6 +252,9 @@ func timeout(d *caddy.Duration) time.Duration {
 // sites); if it fails on a reload (whatever the pool's name: a reload may switch apps),
 // the new config is rejected and the running one keeps serving.
 func (m *WSGI) Provision(ctx caddy.Context) error {
+	if err := platformError(m.kind()); err != nil {
+		return err
+	}
 	m.logger = ctx.Logger()
 	if m.Name == "" {
 		m.Name = m.App

@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // The admin API of the wsgi pools (/wsgi/pools under Caddy's admin endpoint): listing with

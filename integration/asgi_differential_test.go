@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // Differential test of the ASGI HTTP scope: the same probe app

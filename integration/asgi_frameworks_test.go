@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // ASGI frameworks under the asgi directive, against the real packages pinned in

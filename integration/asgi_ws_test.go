@@ -1,3 +1,5 @@
+//go:build linux
+
 // net/http's client refuses the :protocol pseudo-header of an extended CONNECT (RFC 8441);
 // x/net/http2's transport, deprecated for everything else, is the Go client that sends it.
 //lint:file-ignore SA1019 see above

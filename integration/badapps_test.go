@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // Bad input from apps (testdata/apps/badapps.py): a status or header the server must not

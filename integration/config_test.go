@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // Configuration: Caddyfile adaptation, errors with line numbers, JSON through the admin API,

@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // Differential test: the same probe app (testdata/gunicorn/probe.py, which answers with its

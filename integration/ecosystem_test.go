@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // Ecosystem tests: the recipes of docs/recipes.md run through a real caddy: `caddy

@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // Reliability under faults (testdata/apps/faults.py): workers that crash (SIGSEGV, os._exit,

@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // Framework tests: the Flask and Django examples (examples/flask, examples/django) served by

@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // Test harness shared by every integration test (also used by the examples' tests).

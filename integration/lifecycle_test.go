@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // Worker lifecycle: per-request timeouts, boot timeout, recycling (max_requests,

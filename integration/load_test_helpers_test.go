@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // A bounded load generator for the lifecycle tests: N goroutines share one keep-alive

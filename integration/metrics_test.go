@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // Prometheus metrics of the wsgi pools, in Caddy's own registry.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // PEP 3333 conformance through Caddy: environ, wsgi.input, start_response, response framing,

@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // Worker pool behaviour: crashes, replacement, boot failures and recovery, queueing, threads,

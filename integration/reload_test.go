@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // Config reloads (`caddy reload`, POST /load) with wsgi pools: unchanged blocks keep their

@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // Security properties: worker channels are unnamed inherited socketpairs (nothing to connect

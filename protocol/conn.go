@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"syscall"
 )
 
 const (
@@ -50,7 +49,7 @@ func NewConn(f *os.File) (*Conn, error) {
 	}
 	// The read buffer comes with the first read: an ASGI worker has up to thousands of
 	// channels, most of them never used.
-	return &Conn{uc: uc, oob: make([]byte, syscall.CmsgSpace(4*8))}, nil
+	return &Conn{uc: uc, oob: make([]byte, rightsSpace(8))}, nil
 }
 
 // Raw returns the underlying socket, for deadlines.
@@ -104,7 +103,7 @@ func (c *Conn) fill(n int) error {
 				return perr
 			}
 		}
-		if flags&syscall.MSG_CTRUNC != 0 {
+		if flags&msgCtrunc != 0 {
 			return violation("too many file descriptors in one message")
 		}
 		if m > 0 { // m is -1 on some errors (a deadline): the stream must stay aligned
@@ -121,22 +120,13 @@ func (c *Conn) fill(n int) error {
 }
 
 func (c *Conn) takeRights(oob []byte) error {
-	msgs, err := syscall.ParseSocketControlMessage(oob)
+	fds, err := parseRights(oob)
 	if err != nil {
 		return violation("bad control message: %v", err)
 	}
-	for i := range msgs {
-		fds, err := syscall.ParseUnixRights(&msgs[i])
-		if err != nil {
-			continue
-		}
-		for _, fd := range fds {
-			syscall.CloseOnExec(fd)
-		}
-		c.fdMu.Lock()
-		c.fds = append(c.fds, fds...)
-		c.fdMu.Unlock()
-	}
+	c.fdMu.Lock()
+	c.fds = append(c.fds, fds...)
+	c.fdMu.Unlock()
 	return nil
 }
 
@@ -164,7 +154,7 @@ func (c *Conn) Write(frames []byte) error {
 func (c *Conn) Close() error {
 	c.fdMu.Lock()
 	for _, fd := range c.fds {
-		syscall.Close(fd)
+		closeFD(fd)
 	}
 	c.fds = nil
 	c.fdMu.Unlock()
@@ -173,7 +163,7 @@ func (c *Conn) Close() error {
 
 // Socketpair returns Caddy's end (wrapped) and the worker's end of a new channel.
 func Socketpair() (*Conn, *os.File, error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	fds, err := socketpair()
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating worker channel: %w", err)
 	}

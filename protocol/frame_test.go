@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"io"
 	"net"
-	"os"
-	"syscall"
 	"testing"
 )
 
@@ -174,41 +171,5 @@ func TestConnRejectsUnknownType(t *testing.T) {
 	peer.Write(AppendFrame(nil, Type(0x7f), []byte("x")))
 	if _, _, err := c.ReadFrame(); !errors.Is(err, ErrProtocol) {
 		t.Fatalf("got %v, want a protocol error", err)
-	}
-}
-
-func TestConnReceivesFileDescriptor(t *testing.T) {
-	c, peer := pair(t)
-	f, err := os.CreateTemp(t.TempDir(), "fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("payload")
-	payload := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, 3), ^uint64(0))
-	frame := AppendFrame(nil, TypeFile, payload)
-	if _, _, err := peer.WriteMsgUnix(frame, syscall.UnixRights(int(f.Fd())), nil); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	typ, p, err := c.ReadFrame()
-	if err != nil || typ != TypeFile {
-		t.Fatalf("%v %v", typ, err)
-	}
-	fr, err := DecodeFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := c.TakeFile("x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer got.Close()
-	got.Seek(fr.Offset, io.SeekStart)
-	b, _ := io.ReadAll(got)
-	if string(b) != "load" {
-		t.Fatalf("read %q through the passed descriptor", b)
-	}
-	if _, err := c.TakeFile("x"); !errors.Is(err, ErrProtocol) {
-		t.Fatal("a second TakeFile must fail: only one descriptor was sent")
 	}
 }

@@ -2,9 +2,6 @@ package workerpool
 
 import (
 	"context"
-	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -65,26 +62,13 @@ func (p *Pool) autoscale(ctx context.Context) {
 	}
 }
 
-// cpuSampler reports the machine's idle CPU share between two calls (from /proc/stat).
+// cpuSampler reports the machine's idle CPU share between two calls.
 type cpuSampler struct{ idle, total uint64 }
 
 func (c *cpuSampler) idleShare() float64 {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
+	idle, total, ok := cpuTimes()
+	if !ok {
 		return 1 // unknown: do not block scaling
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	fields := strings.Fields(line)
-	if len(fields) < 5 || fields[0] != "cpu" {
-		return 1
-	}
-	var idle, total uint64
-	for i, f := range fields[1:] {
-		v, _ := strconv.ParseUint(f, 10, 64)
-		total += v
-		if i == 3 || i == 4 { // idle, iowait
-			idle += v
-		}
 	}
 	di, dt := idle-c.idle, total-c.total
 	c.idle, c.total = idle, total

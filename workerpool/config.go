@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"runtime"
 	"strconv"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -210,14 +209,14 @@ func (c Config) Validate() error {
 }
 
 // credential resolves User and Group; nil when the workers keep Caddy's identity.
-func (c Config) credential() (*syscall.Credential, error) {
+func (c Config) credential() (*workerCred, error) {
 	if c.User == "" && c.Group == "" {
 		return nil, nil
 	}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("user and group need Caddy to run as root")
 	}
-	cred := &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())}
+	cred := &workerCred{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())}
 	if c.User != "" {
 		u, err := user.Lookup(c.User)
 		if err != nil {
@@ -250,11 +249,11 @@ const fdHeadroom = 256
 // checkFileLimit refuses a worker whose channels would not leave the app room to open
 // files under the hard RLIMIT_NOFILE (workers raise their soft limit to it).
 func checkFileLimit(channels int) error {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+	hard, ok := hardFileLimit()
+	if !ok {
 		return nil
 	}
-	return fileLimitError(channels, lim.Max)
+	return fileLimitError(channels, hard)
 }
 
 func fileLimitError(channels int, hard uint64) error {

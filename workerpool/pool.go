@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/caddy-wsgi/caddy-wsgi/protocol"
@@ -116,7 +115,7 @@ type Pool struct {
 	log    *zap.Logger
 	python string
 	env    []string
-	cred   *syscall.Credential // workers' user and group, nil to keep Caddy's
+	cred   *workerCred // workers' user and group, nil to keep Caddy's
 
 	wg        sync.WaitGroup            // supervisors
 	positions []context.CancelCauseFunc // one per worker position; guarded by mu

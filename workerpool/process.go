@@ -185,8 +185,9 @@ func (p *Pool) launchExec(w *worker, child childFiles) error {
 	cmd.ExtraFiles = child[:threads+1]
 	cmd.Stdout, cmd.Stderr = child[threads+1], child[threads+2]
 	// Own process group: a Ctrl-C in the terminal reaches Caddy, which stops the workers
-	// in order. Pdeathsig kills the worker if Caddy dies; closed channels do too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: p.cred}
+	// in order. If Caddy dies, closed channels end the worker, and so does Pdeathsig on
+	// Linux (elsewhere the runtime watches its parent).
+	cmd.SysProcAttr = sysProcAttr(p.cred)
 	cmd.Stdin = bytesReader(pyruntime.Source)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", p.python, err)
@@ -225,8 +226,8 @@ func (w *worker) awaitReady(timeout time.Duration) error {
 func (w *worker) kill() {
 	w.dead.Store(true)
 	if w.pid > 0 {
-		syscall.Kill(-w.pid, syscall.SIGKILL)
-		syscall.Kill(w.pid, syscall.SIGKILL)
+		kill(-w.pid, syscall.SIGKILL)
+		kill(w.pid, syscall.SIGKILL)
 	}
 }
 
@@ -241,7 +242,7 @@ func (w *worker) terminate(grace time.Duration) {
 	select {
 	case <-w.exited:
 	case <-time.After(grace):
-		syscall.Kill(w.pid, syscall.SIGTERM)
+		kill(w.pid, syscall.SIGTERM)
 	}
 }
 
@@ -267,7 +268,7 @@ func (w *worker) crashDump() string {
 // dumpStacks asks the worker for the stacks of all its threads and returns them. It
 // takes at most about a second, and returns what arrived by then.
 func (w *worker) dumpStacks() string {
-	if w.dump == nil || syscall.Kill(w.pid, syscall.SIGUSR1) != nil {
+	if w.dump == nil || kill(w.pid, sigDump) != nil {
 		return "(no stack: the worker is gone)"
 	}
 	var out []byte

@@ -90,7 +90,7 @@ func (p *Pool) startZygote() (*zygote, error) {
 	cmd.Env = env
 	cmd.ExtraFiles = []*os.File{theirs, pipes[0].w}
 	cmd.Stdout, cmd.Stderr = pipes[1].w, pipes[2].w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: p.cred}
+	cmd.SysProcAttr = sysProcAttr(p.cred)
 	cmd.Stdin = bytesReader(pyruntime.Source)
 	err = cmd.Start()
 	theirs.Close()
@@ -119,7 +119,7 @@ func (p *Pool) startZygote() (*zygote, error) {
 		if errors.Is(err, errBootTimeout) {
 			err = fmt.Errorf("%w; the zygote was at:\n%s", err, boot.dumpStacks())
 		}
-		syscall.Kill(-z.pid, syscall.SIGKILL)
+		kill(-z.pid, syscall.SIGKILL)
 		<-boot.exited
 		ctl.Close()
 		z.dump.Close()
@@ -143,10 +143,10 @@ func (z *zygote) read(log *zap.Logger, processExited <-chan struct{}) {
 			z.forked <- int(binary.BigEndian.Uint32(payload))
 		case t == protocol.TypeExited && len(payload) == 8:
 			pid := int(binary.BigEndian.Uint32(payload))
-			z.childExited(pid, syscall.WaitStatus(binary.BigEndian.Uint32(payload[4:])))
+			z.childExited(pid, waitStatus(binary.BigEndian.Uint32(payload[4:])))
 		default:
 			log.Error("zygote broke the protocol; stopping it", zap.Int("type", int(t)))
-			syscall.Kill(-z.pid, syscall.SIGKILL)
+			kill(-z.pid, syscall.SIGKILL)
 		}
 	}
 	z.mu.Lock()
@@ -202,7 +202,7 @@ func (z *zygote) fork(files []*os.File) (int, error) {
 		if frame == nil {
 			frame = protocol.AppendHeader(nil, protocol.TypeForkFDs, 0)
 		}
-		if _, _, err := z.ctl.Raw().WriteMsgUnix(frame, syscall.UnixRights(batch...), nil); err != nil {
+		if _, _, err := z.ctl.Raw().WriteMsgUnix(frame, unixRights(batch...), nil); err != nil {
 			return 0, fmt.Errorf("asking the zygote to fork: %w", err)
 		}
 		frame = nil
@@ -223,7 +223,7 @@ func (z *zygote) stop() {
 		select {
 		case <-z.exited:
 		case <-time.After(3 * time.Second):
-			syscall.Kill(-z.pid, syscall.SIGKILL)
+			kill(-z.pid, syscall.SIGKILL)
 		}
 	}()
 }
@@ -266,5 +266,5 @@ func waitStatusError(ws syscall.WaitStatus) error {
 	case ws.Signaled():
 		return fmt.Errorf("signal: %v", ws.Signal())
 	}
-	return fmt.Errorf("wait status %#x", uint32(ws))
+	return fmt.Errorf("wait status %#x", ws)
 }

@@ -1,0 +1,13 @@
+//go:build unix && !linux
+
+package workerpool
+
+import "syscall"
+
+// sysProcAttr puts a worker in its own process group. There is no Pdeathsig here: a
+// worker whose Caddy dies sees EOF on its channels, and the runtime also watches its
+// parent process, so a worker busy in a request goes too (caddy_wsgi_worker.py,
+// _watch_parent).
+func sysProcAttr(cred *workerCred) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Credential: cred}
+}
