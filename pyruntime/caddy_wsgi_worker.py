@@ -1384,12 +1384,13 @@ class _GunicornResponse:
             self.status_code = None
 
 
-def _close_inherited(keep_below):
+def _close_inherited(keep_below, fd_dir='/proc/self/fd'):
     """Close descriptors Caddy's own parent leaked to it without close-on-exec: the app
     must not hold them (a worker running as another user least of all)."""
     try:
-        fds = [int(name) for name in os.listdir('/proc/self/fd')]
-    except OSError:
+        fds = [int(name) for name in os.listdir(fd_dir)]
+    except OSError:  # no /proc (macOS, FreeBSD): close the whole range
+        os.closerange(keep_below, os.sysconf('SC_OPEN_MAX'))
         return
     for fd in fds:
         if fd >= keep_below:
@@ -1421,7 +1422,24 @@ def _start_process(argv, mode):
     _close_inherited(5 if mode == 'caddy-wsgi-zygote' else 3 + config['threads'] + 1)
     if config['worker_class'] != 'sync':
         _raise_nofile()
+    if mode == 'caddy-wsgi-worker' and not sys.platform.startswith('linux'):
+        _watch_parent()  # a zygote is never busy: EOF on its control channel ends it
     return spec, config, boot_sock
+
+
+def _watch_parent(interval=1.0, sleep=time.sleep):
+    """Where Caddy cannot set a parent-death signal (Pdeathsig is Linux-only), a daemon
+    thread ends the worker once its parent is gone, even while the app is busy in a
+    request (an idle worker already exits at EOF on its channels). The poll is one
+    getppid() a second. `sleep` is taken before gevent patches time.sleep."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name='caddy-wsgi-parent-watch', daemon=True).start()
 
 
 def _raise_nofile():
@@ -1432,9 +1450,30 @@ def _raise_nofile():
         import resource
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft != hard:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            _highest_soft(lambda n: resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard)), soft, hard)
     except (ImportError, ValueError, OSError):
         pass  # keep the limit; Caddy checked that the channels fit in the hard one
+
+
+def _highest_soft(setlimit, soft, hard):
+    """Set the soft limit as high as the system allows up to hard. macOS refuses its own
+    "unlimited" hard limit (the cap is kern.maxfilesperproc, which the stdlib cannot
+    read): there the highest accepted value is found by bisection, a few dozen calls."""
+    try:
+        setlimit(hard)
+        return hard
+    except (ValueError, OSError):
+        pass
+    lo, hi = soft, min(hard, 1 << 31) if hard >= 0 else 1 << 31  # lo accepted, hi refused
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            setlimit(mid)
+            lo = mid
+        except (ValueError, OSError):
+            hi = mid
+    setlimit(lo)
+    return lo
 
 
 def main(argv):
