@@ -168,7 +168,7 @@ func Socketpair() (*Conn, *os.File, error) {
 		return nil, nil, fmt.Errorf("creating worker channel: %w", err)
 	}
 	for _, fd := range fds {
-		syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, socketBuffer) // best effort
+		setSendBuffer(fd, socketBuffer) // best effort
 	}
 	ours := os.NewFile(uintptr(fds[0]), "wsgi-channel")
 	theirs := os.NewFile(uintptr(fds[1]), "wsgi-channel-worker")

@@ -47,3 +47,5 @@ func socketpairFcntl() ([2]int, error) {
 	syscall.CloseOnExec(fds[1])
 	return fds, nil
 }
+
+func setSendBuffer(fd, n int) { syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, n) }
