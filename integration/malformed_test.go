@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // Requests the RFCs say to refuse, that Go's parser lets through: the bridge answers

@@ -11,13 +11,14 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 freebsd/amd64 windows/amd64)
 link=" darwin/arm64 freebsd/amd64 windows/amd64 "
 
-# The end-to-end tests read /proc and use pidfd: every file there is Linux-only.
+# The end-to-end tests (integration/) read /proc and use pidfd: they are Linux-only, and
+# their files say so with //go:build linux, so that `go test ./...` on a Mac skips them.
+# A file without the line only warns here; it is vetted on Linux.
 untagged=$(grep -L '^//go:build linux' integration/*.go || true)
 if [ -n "$untagged" ]; then
-  echo "cross-build: these integration files need a //go:build linux line (the package is Linux-only):" >&2
-  echo "$untagged" >&2
-  exit 1
+  echo "cross-build: warning: integration files without //go:build linux (vetted on Linux only):" $untagged >&2
 fi
+pkgs=$(go list ./... | grep -v '/integration$')
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -25,7 +26,7 @@ export CGO_ENABLED=0
 for t in "${targets[@]}"; do
   export GOOS=${t%/*} GOARCH=${t#*/}
   start=$SECONDS
-  go vet ./...
+  if [ "$GOOS" = linux ]; then go vet ./...; else go vet $pkgs; fi
   go build ./...
   what="vet+build"
   if [[ $link == *" $t "* ]]; then
