@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // `caddy wsgi-server -c gunicorn.conf.py` with config files in the style of real projects:
