@@ -17,8 +17,9 @@ import (
 // a round trip through the disk: when memory is full the pump first waits up to
 // pumpSpillAfter for the client to take some, as long as the client keeps taking bytes, and
 // spills as soon as the client stalls for pumpStall. From then on that response spills
-// without waiting, so a client that reads nothing holds the worker pumpStall once. Blocks queued while the client is behind are coalesced into
-// pumpSlab-sized buffers (reused across responses), so the client gets fewer, larger writes.
+// without waiting, so a client that reads nothing holds the worker pumpStall once. Blocks
+// queued while the client is behind are coalesced into pumpSlab-sized buffers (reused across
+// responses), so the client gets fewer, larger writes.
 const (
 	pumpMemory     = 1 << 20
 	pumpDisk       = 1 << 30
@@ -52,10 +53,10 @@ type pump struct {
 	err      error // the client failed; nothing more is written
 	done     chan struct{}
 	slabs    *sync.Pool // of *[]byte with cap pumpSlab
-	slow     bool       // the client did not drain memory within pumpSpillAfter: spill
-	waited   bool       // set by the pumpStall timer of generation gen
-	gen      int
-	writes   int // items written to the client so far: the client's progress
+	slow     bool       // the client stalled while memory was full: spill from now on
+	gen      int        // the wait in progress (waitForRoom)
+	stalled  int        // the last wait whose pumpStall timer fired
+	writes   int        // items written to the client so far: the client's progress
 
 	stall, spillAfter time.Duration // pumpStall and pumpSpillAfter (tests change them)
 }
@@ -105,16 +106,13 @@ func (p *pump) waitForRoom(n int) {
 		seen := p.writes
 		p.gen++
 		gen := p.gen
-		p.waited = false
 		t := time.AfterFunc(p.stall, func() {
 			p.mu.Lock()
-			if p.gen == gen {
-				p.waited = true
-				p.wake.Broadcast()
-			}
+			p.stalled = gen
+			p.wake.Broadcast()
 			p.mu.Unlock()
 		})
-		for full() && !p.waited {
+		for full() && p.stalled != gen {
 			p.wake.Wait()
 		}
 		t.Stop()
@@ -135,20 +133,28 @@ func (p *pump) appendMem(b []byte) {
 		return
 	}
 	var buf []byte
-	if len(b) <= pumpSlab && p.slabs != nil {
-		buf = (*(p.slabs.Get().(*[]byte)))[:0]
+	if len(b) <= pumpSlab {
+		buf = p.slab()
 	} else {
 		buf = make([]byte, 0, len(b))
 	}
 	p.items = append(p.items, pumpItem{data: append(buf, b...), n: int64(len(b))})
 }
 
+// slab returns an empty buffer of capacity pumpSlab, from the pool when there is one.
+func (p *pump) slab() []byte {
+	if p.slabs == nil {
+		return make([]byte, 0, pumpSlab)
+	}
+	return (*p.slabs.Get().(*[]byte))[:0]
+}
+
 func (it *pumpItem) isMem() bool { return it.file == nil && !it.spill }
 
-// recycle returns a written memory buffer to the slab pool.
-func (p *pump) recycle(it pumpItem) {
-	if it.isMem() && cap(it.data) == pumpSlab && p.slabs != nil {
-		b := it.data[:0]
+// recycle returns a slab to the pool (other buffers are left to the GC).
+func (p *pump) recycle(b []byte) {
+	if cap(b) == pumpSlab && p.slabs != nil {
+		b = b[:0]
 		p.slabs.Put(&b)
 	}
 }
@@ -237,7 +243,7 @@ func (p *pump) run() {
 			p.pending -= it.n
 			if !it.spill {
 				p.memBytes -= len(it.data)
-				p.recycle(it)
+				p.recycle(it.data)
 			}
 		}
 		if err != nil {
@@ -269,14 +275,8 @@ func (p *pump) write(it pumpItem) error {
 // writeSpilled copies a stretch of the spill file to the client in slab-sized reads and
 // writes (io.Copy would take 32 KiB at a time: twice the syscalls).
 func (p *pump) writeSpilled(off, n int64) error {
-	var buf []byte
-	if p.slabs != nil {
-		bp := p.slabs.Get().(*[]byte)
-		defer p.slabs.Put(bp)
-		buf = (*bp)[:pumpSlab]
-	} else {
-		buf = make([]byte, pumpSlab)
-	}
+	buf := p.slab()[:pumpSlab]
+	defer p.recycle(buf)
 	for n > 0 {
 		m, err := p.spill.ReadAt(buf[:min(n, int64(len(buf)))], off)
 		if m > 0 {
