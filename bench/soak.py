@@ -39,7 +39,8 @@ def free_port():
     return p
 
 
-def respond_caddyfile(admin, port, tag):
+def site_caddyfile(admin, port, body):
+    """A Caddyfile: admin and port as the soak needs them, quiet logs, one site with body."""
     return """{
 	admin 127.0.0.1:%d
 	http_port %d
@@ -48,23 +49,19 @@ def respond_caddyfile(admin, port, tag):
 	}
 }
 http://127.0.0.1:%d {
-	header X-Config %s
+%s}
+""" % (admin, port, port, body)
+
+
+def respond_caddyfile(admin, port, tag):
+    return site_caddyfile(admin, port, """	header X-Config %s
 	respond /hello "Hello, world!"
-}
-""" % (admin, port, port, tag)
+""" % tag)
 
 
 def caddyfile(admin, port, python, tag, asgi=False):
     if asgi:
-        return """{
-	admin 127.0.0.1:%d
-	http_port %d
-	log {
-		level WARN
-	}
-}
-http://127.0.0.1:%d {
-	asgi asgi_app:app {
+        return site_caddyfile(admin, port, """	asgi asgi_app:app {
 		python %s
 		chdir %s
 		workers 2
@@ -73,17 +70,8 @@ http://127.0.0.1:%d {
 		env SOAK_CONFIG %s
 		name soak
 	}
-}
-""" % (admin, port, port, python, APPS, tag)
-    return """{
-	admin 127.0.0.1:%d
-	http_port %d
-	log {
-		level WARN
-	}
-}
-http://127.0.0.1:%d {
-	wsgi app:application {
+""" % (python, APPS, tag))
+    return site_caddyfile(admin, port, """	wsgi app:application {
 		python %s
 		chdir %s
 		workers 2
@@ -93,8 +81,7 @@ http://127.0.0.1:%d {
 		env SOAK_CONFIG %s
 		name soak
 	}
-}
-""" % (admin, port, port, python, APPS, tag)
+""" % (python, APPS, tag))
 
 
 def rss_kib(pid):
