@@ -83,8 +83,8 @@ func (adminPools) action(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch verb {
 	case "restart":
-		n := len(h.pool.Stats().Workers)
-		if err := h.pool.Restart(r.Context(), workerpool.ReasonRestart); err != nil {
+		n, err := h.pool.Restart(r.Context(), workerpool.ReasonRestart)
+		if err != nil {
 			return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 		}
 		return writeJSON(w, map[string]int{"restarted": n})

@@ -84,37 +84,91 @@ func (p *Pool) Stats() Stats {
 var errScaledDown = errors.New("scaled down")
 
 // Restart replaces every worker, one at a time: each new worker is ready before the one
-// it replaces stops taking requests, so no request fails. reason is logged and counted
-// (ReasonRestart, ReasonReload). When a replacement cannot start (the new code fails to
-// import), the remaining old workers keep serving and the error is returned.
-func (p *Pool) Restart(ctx context.Context, reason string) error {
+// it replaces stops taking requests, so no request fails. A worker still importing when
+// Restart begins may have read the old code, so it is replaced too once it is ready.
+// reason is logged and counted (ReasonRestart, ReasonReload). When a replacement cannot
+// start (the new code fails to import), the remaining old workers keep serving and the
+// error is returned. The count is of the workers replaced.
+func (p *Pool) Restart(ctx context.Context, reason string) (int, error) {
 	if p.cfg.Preload {
 		p.retireZygote() // the replacements fork from a zygote that imports the code anew
 	}
 	p.mu.Lock()
-	old := make([]*worker, 0, len(p.workers))
-	for w := range p.workers {
-		old = append(old, w)
-	}
+	p.codeGen++
+	gen := p.codeGen
 	p.mu.Unlock()
-	for _, w := range old {
-		select {
-		case <-w.recycleErr: // left by a Restart that gave up waiting
-		default:
+	replaced := 0
+	for {
+		old, booting := p.olderThan(gen)
+		if len(old) == 0 && !booting {
+			return replaced, nil
 		}
-		w.requestRecycle(reason)
-		// Wait until it left dispatch: its replacement is then serving.
-		for !w.dead.Load() {
+		if len(old) == 0 { // wait for the boot to finish, then replace it
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
-			case err := <-w.recycleErr:
-				return fmt.Errorf("restart stopped, the old workers keep serving: %w", err)
+				return replaced, ctx.Err()
 			case <-time.After(10 * time.Millisecond):
 			}
+			continue
+		}
+		for _, w := range old {
+			if err := p.replace(ctx, w, reason); err != nil {
+				return replaced, err
+			}
+			replaced++
+		}
+	}
+}
+
+// olderThan lists the serving workers that booted before codeGen gen, and says whether
+// such a boot is still in progress.
+func (p *Pool) olderThan(gen uint64) (old []*worker, booting bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for w := range p.workers {
+		if w.codeGen < gen {
+			old = append(old, w)
+		}
+	}
+	for g, n := range p.spawning {
+		booting = booting || (g < gen && n > 0)
+	}
+	return old, booting
+}
+
+// replace asks w's supervisor for a replacement and waits until w left dispatch: its
+// replacement is then serving.
+func (p *Pool) replace(ctx context.Context, w *worker, reason string) error {
+	select {
+	case <-w.recycleErr: // left by a Restart that gave up waiting
+	default:
+	}
+	w.requestRecycle(reason)
+	for !w.dead.Load() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-w.recycleErr:
+			return fmt.Errorf("restart stopped, the old workers keep serving: %w", err)
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 	return nil
+}
+
+func (p *Pool) beginSpawn() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.spawning[p.codeGen]++
+	return p.codeGen
+}
+
+func (p *Pool) endSpawn(gen uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.spawning[gen]--; p.spawning[gen] <= 0 {
+		delete(p.spawning, gen)
+	}
 }
 
 // Scale sets the number of worker processes. New ones start at once; removed ones

@@ -127,9 +127,13 @@ type Pool struct {
 
 	stopped chan struct{} // closed when Stop begins
 
-	mu       sync.Mutex
-	waiters  waitQueue
-	workers  map[*worker]struct{}
+	mu      sync.Mutex
+	waiters waitQueue
+	workers map[*worker]struct{}
+	// codeGen counts Restarts; spawning counts the boots in progress by the codeGen
+	// they started under, so a Restart also replaces a worker that was still importing.
+	codeGen  uint64
+	spawning map[uint64]int
 	ewma     time.Duration // smoothed service time of an exchange, for pipelining
 	failing  bool          // the latest boot of every position failed and none is running
 	bootErrs int           // positions whose latest boot failed
@@ -159,6 +163,7 @@ func New(cfg Config) (*Pool, error) {
 		python:   python,
 		env:      workerEnv(cfg),
 		workers:  make(map[*worker]struct{}),
+		spawning: make(map[uint64]int),
 		restarts: make(map[string]int64),
 		ready:    make(chan struct{}),
 		stopped:  make(chan struct{}),

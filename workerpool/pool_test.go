@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -270,7 +271,7 @@ func TestPreloadForksFromZygote(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	waitWorkers(t, p, 2)
-	if err := p.Restart(context.Background(), ReasonRestart); err != nil {
+	if _, err := p.Restart(context.Background(), ReasonRestart); err != nil {
 		t.Fatal(err)
 	}
 	p.zmu.Lock()
@@ -481,4 +482,57 @@ func testSlot(t *testing.T) (*Slot, *os.File) {
 	}
 	t.Cleanup(func() { c.Close(); theirs.Close() })
 	return newSlot(c, nil), theirs
+}
+
+// A worker still importing when Restart begins may have read the old code: Restart
+// replaces it too once it is ready, and counts it.
+func TestRestartReplacesABootingWorker(t *testing.T) {
+	dir := t.TempDir()
+	setVersion := func(v string) {
+		if err := os.WriteFile(dir+"/version.txt", []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setVersion("v1")
+	app := "import os, time\nVERSION = open('version.txt').read()\n" +
+		"open('read-%d' % os.getpid(), 'w').close()\ntime.sleep(0.4)\n" +
+		"def application(environ, start_response):\n" +
+		"    start_response('200 OK', [])\n    return [VERSION.encode()]\n"
+	if err := os.WriteFile(dir+"/slowboot.py", []byte(app), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := startPool(t, Config{App: "slowboot:application", Workers: 1, Chdir: dir})
+	waitWorkers(t, p, 1)
+	if err := p.Scale(2); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the second worker has read v1; it is then importing for 0.4 s.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if read, _ := filepath.Glob(dir + "/read-*"); len(read) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second worker did not start importing")
+		}
+	}
+	setVersion("v2")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n, err := p.Restart(ctx, ReasonRestart)
+	if err != nil || n != 2 {
+		t.Errorf("Restart with one worker ready and one booting: replaced %d, %v; want 2", n, err)
+	}
+	a, err := p.Acquire(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Acquire(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if va, vb := roundTrip(t, a), roundTrip(t, b); va != "v2" || vb != "v2" {
+		t.Errorf("after Restart the workers serve %q and %q, want v2 from both", va, vb)
+	}
+	p.Release(a, true)
+	p.Release(b, true)
 }

@@ -43,6 +43,7 @@ type worker struct {
 	recycle     chan string // a reason to replace this worker; buffered, first one wins
 	recycleErr  chan error  // why an asked-for restart could not start a replacement; buffered
 	stopReason  atomic.Pointer[string]
+	codeGen     uint64 // Pool.codeGen when its boot began
 }
 
 // requestRecycle asks the supervisor to replace w, once; it never blocks.
@@ -104,6 +105,8 @@ func (c childFiles) close() {
 // imported the app.
 func (p *Pool) spawn() (*worker, error) {
 	w := &worker{exited: make(chan struct{}), recycle: make(chan string, 1), recycleErr: make(chan error, 1), maxRequests: p.requestLimit(), retiring: make(chan struct{})}
+	w.codeGen = p.beginSpawn()
+	defer p.endSpawn(w.codeGen)
 	var child childFiles
 	defer func() { child.close() }()
 	for i := 0; i < p.cfg.Threads; i++ {

@@ -70,7 +70,7 @@ func (p *Pool) watchCode(ctx context.Context, dir string) {
 		}
 		last = now
 		p.log.Info("code changed; restarting workers", zap.String("dir", dir))
-		if err := p.Restart(ctx, ReasonReload); err != nil && ctx.Err() == nil {
+		if _, err := p.Restart(ctx, ReasonReload); err != nil && ctx.Err() == nil {
 			p.log.Error("reload failed", zap.Error(err))
 		}
 	}
