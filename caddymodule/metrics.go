@@ -51,7 +51,7 @@ func newPoolMetrics(pool string) *poolMetrics {
 	return m
 }
 
-// ObserveRequest implements wsgihandler.Observer.
+// ObserveRequest implements gateway.Observer.
 func (m *poolMetrics) ObserveRequest(queueWait, duration time.Duration, code int) {
 	m.queueWait.Observe(queueWait.Seconds())
 	if duration > 0 {

@@ -1,6 +1,6 @@
 // Package caddymodule is the Caddy adapter of caddy-wsgi: the http.handlers.wsgi
 // module, its Caddyfile directive, and the pools kept across config reloads. The work
-// is done by workerpool and wsgihandler, which do not know about Caddy.
+// is done by workerpool and gateway, which do not know about Caddy.
 package caddymodule
 
 import (
@@ -15,9 +15,9 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-wsgi/caddy-wsgi/gateway"
 	"github.com/caddy-wsgi/caddy-wsgi/websocket"
 	"github.com/caddy-wsgi/caddy-wsgi/workerpool"
-	"github.com/caddy-wsgi/caddy-wsgi/wsgihandler"
 )
 
 // Version is reported in SERVER_SOFTWARE.
@@ -185,7 +185,7 @@ type WSGI struct {
 
 	poolKey string
 	pool    *workerpool.Pool
-	handler *wsgihandler.Handler
+	handler *gateway.Handler
 	logger  *zap.Logger
 }
 
@@ -303,7 +303,7 @@ func (m *WSGI) Provision(ctx caddy.Context) error {
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		m.logger.Warn("wsgi metrics not registered", zap.Error(err))
 	}
-	m.handler = wsgihandler.New(m.pool, wsgihandler.Options{
+	m.handler = gateway.New(m.pool, gateway.Options{
 		BufferBody: m.BufferBody,
 		ScriptName: m.ScriptName,
 		Logger:     m.logger,
@@ -346,8 +346,8 @@ func (m *WSGI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Han
 
 // requestInfo gathers what Caddy knows about r: the client address under
 // trusted_proxies, the request target before rewrites, and a prefix Caddy stripped.
-func requestInfo(r *http.Request, scriptName string) wsgihandler.Request {
-	var info wsgihandler.Request // a configured script_name is the handler's to strip
+func requestInfo(r *http.Request, scriptName string) gateway.Request {
+	var info gateway.Request // a configured script_name is the handler's to strip
 	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {
 		info.ClientIP = ip
 	}

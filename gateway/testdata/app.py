@@ -1,4 +1,4 @@
-"""Apps for the wsgihandler tests (stdlib only)."""
+"""Apps for the gateway tests (stdlib only)."""
 import json
 import time
 

@@ -1,4 +1,4 @@
-package wsgihandler
+package gateway
 
 import (
 	"net"

@@ -1,6 +1,7 @@
-// Package wsgihandler turns HTTP requests into WSGI exchanges with a worker (see
-// PROTOCOL.md) and applies the server-side rules of PEP 3333. It has no Caddy imports.
-package wsgihandler
+// Package gateway turns HTTP requests into exchanges with a Python worker (see
+// PROTOCOL.md): WSGI (with the server-side rules of PEP 3333), ASGI HTTP with
+// trailers, and WebSockets. It has no Caddy imports.
+package gateway
 
 import (
 	"bytes"

@@ -1,6 +1,6 @@
 //go:build unix
 
-package wsgihandler
+package gateway
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 // It reports the CPU that Caddy's side and the workers spend per request, so an A/B of
 // the transport reads without wrk's and Caddy's HTTP share. Run:
 //
-//	go test ./wsgihandler -run '^$' -bench Bridge -benchtime 20000x
+//	go test ./gateway -run '^$' -bench Bridge -benchtime 20000x
 //
 // BRIDGE_PATH picks the route (default /; /stream streams 5 blocks), BRIDGE_WORKERS and
 // BRIDGE_CONC the pool size and the concurrency (default 2 and 64).
