@@ -19,7 +19,7 @@ import (
 
 func init() {
 	caddy.RegisterModule(ASGI{})
-	httpcaddyfile.RegisterHandlerDirective("asgi", parseASGICaddyfile)
+	httpcaddyfile.RegisterDirective("asgi", handlerDirective(parseASGICaddyfile))
 	httpcaddyfile.RegisterDirectiveOrder("asgi", httpcaddyfile.Before, "file_server")
 }
 

@@ -14,7 +14,7 @@ import (
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("wsgi", parseCaddyfile)
+	httpcaddyfile.RegisterDirective("wsgi", handlerDirective(parseCaddyfile))
 	// The slot of reverse_proxy and php_fastcgi: after respond, before file_server, so
 	// a site needs no `order` line or `route` block.
 	httpcaddyfile.RegisterDirectiveOrder("wsgi", httpcaddyfile.Before, "file_server")

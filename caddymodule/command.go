@@ -391,7 +391,7 @@ func serverConfig(fs *pflag.FlagSet, args []string, getenv func(string) string, 
 			return nil, sum, err
 		}
 	}
-	server := &caddyhttp.Server{}
+	server := &caddyhttp.Server{ListenerWrappersRaw: []json.RawMessage{handoffWrapperJSON}}
 	if domain := str("domain"); domain != "" {
 		addr, err := httpcaddyfile.ParseAddress(domain)
 		if err != nil {

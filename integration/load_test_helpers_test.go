@@ -7,17 +7,17 @@ package integration
 // a transport error or any non-2xx status (or a body the optional check rejects).
 
 import (
+	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptrace"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -34,14 +34,9 @@ type loadConfig struct {
 }
 
 type loadStats struct {
-	Total     int64
-	Failed    int64
-	Transport int64 // failures that were transport errors
-	// Retried counts requests sent again, once, after their idle keep-alive connection was
-	// closed under them: the race of a server's graceful shutdown (Caddy's old server during
-	// a reload) with a client reusing the connection, which browsers retry (RFC 9112 9.3.1).
-	// The request never reached a handler; a second failure counts as a failure.
-	Retried     int64
+	Total       int64
+	Failed      int64
+	Transport   int64 // failures that were transport errors
 	Statuses    map[int]int64
 	FailSamples []string // the first few failures, with the time since the start
 	Latencies   []time.Duration
@@ -120,17 +115,10 @@ func (r *loadRun) Wait() *loadStats {
 func runLoad(cfg loadConfig) *loadStats { return startLoad(cfg).Wait() }
 
 func runLoadCtx(ctx context.Context, cfg loadConfig) *loadStats {
-	tr := &http.Transport{
-		Proxy:               nil,
-		MaxIdleConns:        cfg.Concurrency * 2,
-		MaxIdleConnsPerHost: cfg.Concurrency * 2,
-		IdleConnTimeout:     30 * time.Second,
-		DisableCompression:  true,
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		panic(err)
 	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: cfg.ReqTimeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-
 	st := &loadStats{Statuses: map[int]int64{}}
 	var mu sync.Mutex
 	var issued atomic.Int64
@@ -151,6 +139,14 @@ func runLoadCtx(ctx context.Context, cfg loadConfig) *loadStats {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// One keep-alive connection at a time, never retrying (Go's http.Client would
+			// resend an idempotent request whose reused connection was closed under it).
+			var c *loadConn
+			defer func() {
+				if c != nil {
+					c.Close()
+				}
+			}()
 			for ctx.Err() == nil {
 				if cfg.MaxRequests > 0 && issued.Add(1) > int64(cfg.MaxRequests) {
 					return
@@ -158,25 +154,25 @@ func runLoadCtx(ctx context.Context, cfg loadConfig) *loadStats {
 				// Requests are not tied to ctx: stopping the load lets requests in flight finish,
 				// so a stop never shows up as a failure.
 				t0 := time.Now()
-				var reused, wasIdle bool
-				send := func() (*http.Response, error) {
-					req, _ := http.NewRequest("GET", cfg.URL, nil)
-					req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-						GotConn: func(i httptrace.GotConnInfo) { reused, wasIdle = i.Reused, i.WasIdle },
-					}))
-					return client.Do(req)
+				reused := c != nil
+				var resp *http.Response
+				var err error
+				if c == nil {
+					c, err = dialLoad(u.Host)
 				}
-				resp, err := send()
-				if err != nil && reused && wasIdle && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)) {
-					mu.Lock()
-					st.Retried++
-					mu.Unlock()
-					resp, err = send()
+				if err == nil {
+					resp, err = c.get(u.Host, u.RequestURI(), cfg.ReqTimeout)
 				}
 				var body []byte
 				if err == nil {
 					body, err = io.ReadAll(resp.Body)
 					resp.Body.Close()
+				}
+				if err != nil || resp.Close {
+					if c != nil {
+						c.Close()
+					}
+					c = nil
 				}
 				lat := time.Since(t0)
 				mu.Lock()
@@ -190,7 +186,7 @@ func runLoadCtx(ctx context.Context, cfg loadConfig) *loadStats {
 				case err != nil:
 					conn := "a new connection"
 					if reused {
-						conn = fmt.Sprintf("a reused keep-alive connection (was idle: %v)", wasIdle)
+						conn = "a reused keep-alive connection"
 					}
 					fail(fmt.Sprintf("transport error after %v on %s: %v", lat.Round(time.Millisecond), conn, err), true)
 				case resp.StatusCode < 200 || resp.StatusCode > 299:
@@ -212,4 +208,29 @@ func runLoadCtx(ctx context.Context, cfg loadConfig) *loadStats {
 	wg.Wait()
 	st.Elapsed = time.Since(start)
 	return st
+}
+
+// loadConn is a keep-alive HTTP/1.1 client connection that never retries.
+type loadConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func dialLoad(host string) (*loadConn, error) {
+	c, err := net.DialTimeout("tcp", host, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &loadConn{Conn: c, br: bufio.NewReader(c)}, nil
+}
+
+func (c *loadConn) get(host, target string, timeout time.Duration) (*http.Response, error) {
+	if timeout <= 0 {
+		timeout = 20 * time.Second
+	}
+	c.SetDeadline(time.Now().Add(timeout))
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, host); err != nil {
+		return nil, err
+	}
+	return http.ReadResponse(c.br, &http.Request{Method: "GET"})
 }
