@@ -51,7 +51,7 @@ func TestCaddyfileAdaptGolden(t *testing.T) {
 // a reason.
 func TestCaddyfileAdaptErrors(t *testing.T) {
 	for name, tc := range map[string]struct{ input, want string }{
-		"unknown option": {":8080 {\n\twsgi app:application {\n\t\tworkerz 4\n\t}\n}\n", "Caddyfile:3"},
+		"unknown option":   {":8080 {\n\twsgi app:application {\n\t\tworkerz 4\n\t}\n}\n", "Caddyfile:3"},
 		"bad worker class": {":8080 {\n\twsgi app:application {\n\t\tworker_class eventlet\n\t}\n}\n", "Caddyfile:3"},
 		"bad duration":     {":8080 {\n\n\twsgi app:application {\n\t\ttimeout soon\n\t}\n}\n", "Caddyfile:4"},
 		"asgi lifespan":    {":8080 {\n\tasgi main:app {\n\t\tlifespan sometimes\n\t}\n}\n", "Caddyfile:3"},
