@@ -161,6 +161,7 @@ class Channel(BlockingChannel):
                 text += '\nthen close() of the response iterable raised:\n' + err
         self.send(encode_error(text))
 
+
 def serve_forever(chan):
     """Thread body: a crash of the serve loop itself must not leave Caddy waiting."""
     try:

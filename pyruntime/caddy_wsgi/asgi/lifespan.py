@@ -6,6 +6,7 @@ import traceback
 
 from .exchange import ASGI_VERSION
 
+
 class Lifespan:
     """The ASGI lifespan protocol for one worker: startup before READY, shutdown at exit."""
 
