@@ -22,14 +22,14 @@ from .wsgi import (
 class Channel(BlockingChannel):
     """Serves one socket, one exchange at a time, on the thread that calls serve()."""
 
-    def __init__(self, worker, sock, base_environ):
+    def __init__(self, worker, sock, base):
         BlockingChannel.__init__(self, sock, worker.peer_gone)
         self.app = worker.app
-        self.base = base_environ
+        self.base = base
         self.pre_request = None  # hooks, when the hooks module defines them
         self.post_request = None
         # Built once per channel, not per request; valid on the serving thread only.
-        base_environ['wsgi.early_hints'] = self.early_hints
+        base['wsgi.early_hints'] = self.early_hints
         self.ident = None
 
     def early_hints(self, headers):
