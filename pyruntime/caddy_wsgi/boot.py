@@ -9,7 +9,8 @@ import socket
 import sys
 import traceback
 
-from .platform import close_inherited, raise_nofile, redirect_stdin, watch_parent
+from .platform import (
+    close_inherited, raise_mmap_threshold, raise_nofile, redirect_stdin, watch_parent)
 from .process import boot_failed
 
 
@@ -98,6 +99,7 @@ def parse_config(text):
 
 def start_process(argv, mode):
     """Common start of a worker or zygote -> (spec, config, boot socket)."""
+    raise_mmap_threshold()
     redirect_stdin()
     if sys.stdout is not None:  # print() lines must reach Caddy's log as they happen
         sys.stdout.reconfigure(line_buffering=True)

@@ -1,5 +1,6 @@
 """What differs between the systems a worker runs on: stdin, descriptors leaked by
-Caddy's parent, the parent watch where there is no Pdeathsig, the open-files limit."""
+Caddy's parent, the parent watch where there is no Pdeathsig, the open-files limit,
+glibc's mmap threshold."""
 
 import os
 import threading
@@ -11,6 +12,15 @@ def redirect_stdin():
     if fd != 0:
         os.dup2(fd, 0)
         os.close(fd)
+
+
+def raise_mmap_threshold():
+    """glibc serves a block over its mmap threshold (128 KiB at first) with mmap, and its
+    free with munmap, until the first free of a larger mmapped block raises the threshold.
+    The one-file runtime's compile did that by chance at boot; the package's small modules
+    do not, so this does: without it, asyncio's 256 KiB read buffers and large bodies cost
+    an mmap and a munmap each."""
+    bytes(320 * 1024)
 
 
 def close_inherited(keep_below, fd_dir='/proc/self/fd'):
