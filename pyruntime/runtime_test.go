@@ -2,6 +2,8 @@ package pyruntime
 
 import (
 	"bytes"
+	"encoding/json"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,17 +56,49 @@ func TestPythonRuntime(t *testing.T) {
 	}
 }
 
-// TestBootstrapLoadsSource checks the embedded source is the runtime Bootstrap expects.
+// TestBootstrapLoadsSource checks the embedded bundle is the runtime Bootstrap expects.
 func TestBootstrapLoadsSource(t *testing.T) {
-	if !bytes.Contains(Source, []byte("def main(argv)")) {
-		t.Fatal("embedded runtime has no main(argv)")
+	var sources map[string]string
+	if err := json.Unmarshal(Source, &sources); err != nil {
+		t.Fatalf("bundle: %v", err)
 	}
-	// The bootstrap with no arguments must load the module and fail in main's argv check.
+	if !strings.Contains(sources["caddy_wsgi/boot.py"], "def main(argv)") {
+		t.Fatal("embedded runtime has no caddy_wsgi/boot.py with main(argv)")
+	}
+	if !strings.Contains(sources["caddy_wsgi/importer.py"], "def install(bundle)") {
+		t.Fatal("embedded runtime has no caddy_wsgi/importer.py with install(bundle)")
+	}
+	// The bootstrap with no arguments must load the package and fail in main's argv check.
 	cmd := exec.Command("python3", "-c", Bootstrap)
 	cmd.Stdin = bytes.NewReader(Source)
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
 		t.Fatalf("bootstrap without arguments: %v (want exit status 2)\n%s", err, out)
+	}
+}
+
+// TestEmbedHoldsEveryModule checks the //go:embed patterns match the package on disk: a
+// module in a new subdirectory needs a new pattern.
+func TestEmbedHoldsEveryModule(t *testing.T) {
+	var sources map[string]string
+	if err := json.Unmarshal(Source, &sources); err != nil {
+		t.Fatalf("bundle: %v", err)
+	}
+	err := filepath.WalkDir("caddy_wsgi", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Ext(path) != ".py" {
+			return err
+		}
+		if _, ok := sources[filepath.ToSlash(path)]; !ok {
+			t.Errorf("%s is not embedded: add its directory to the //go:embed patterns", path)
+		}
+		delete(sources, filepath.ToSlash(path))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path := range sources {
+		t.Errorf("embedded %s is not on disk", path)
 	}
 }
 

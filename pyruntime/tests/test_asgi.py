@@ -6,8 +6,12 @@ import os
 import unittest
 
 from worker_harness import w
-
-w.asyncio = asyncio  # the runtime imports asyncio lazily, in _serve_asgi
+from caddy_wsgi.asgi import websocket
+from caddy_wsgi.asgi.channel import AsgiChannel
+from caddy_wsgi.asgi.http import asgi_header_block
+from caddy_wsgi.asgi.lifespan import start_lifespan
+from caddy_wsgi.asgi.worker import AsgiWorker
+from caddy_wsgi.transport import ClientDisconnected
 
 ENV = [('REQUEST_METHOD', 'GET'), ('SCRIPT_NAME', '/app'), ('PATH_INFO', '/caf\xc3\xa9'),
        ('QUERY_STRING', 'a=1'), ('RAW_URI', '/app/caf%C3%A9?a=1'), ('SERVER_PROTOCOL', 'HTTP/2.0'),
@@ -41,10 +45,17 @@ async def settle():
         await asyncio.sleep(0)
 
 
+def asgi_worker(app, loop):
+    """An AsgiWorker past its boot: the app imported, the loop made."""
+    worker = AsgiWorker('test:app', {'lifespan': 'auto'})
+    worker.app, worker.loop = app, loop
+    return worker
+
+
 def channel(app):
-    worker = w.AsgiWorker(app, asyncio.get_running_loop())
+    worker = asgi_worker(app, asyncio.get_running_loop())
     worker.state = {'db': 'pool'}
-    chan = w.AsgiChannel(worker)
+    chan = AsgiChannel(worker)
     t = Transport()
     chan.connection_made(t)
     return chan, t
@@ -194,7 +205,7 @@ class AsgiChannelTest(unittest.TestCase):
             got.append(msg)
             await send({'type': 'websocket.send', 'text': msg['text'].upper()})
             got.append(await receive())
-            with self.assertRaises(w.ClientDisconnected):
+            with self.assertRaises(ClientDisconnected):
                 await send({'type': 'websocket.send', 'bytes': b'late'})
 
         async def test():
@@ -223,11 +234,11 @@ class AsgiChannelTest(unittest.TestCase):
             chan.data_received(w.encode_request(w.FLAG_WEBSOCKET, ENV))
             await settle()
             t.frames()
-            chan.data_received(w.encode_frame(w.WS_RECEIVE, b'\x00m') * (w._WS_MAX_UNREAD + 10))
+            chan.data_received(w.encode_frame(w.WS_RECEIVE, b'\x00m') * (websocket._WS_MAX_UNREAD + 10))
             await settle()
             self.assertEqual(t.frames(), [(w.WS_CLOSE, (1008, 'too many unread messages'))])
             ex = chan.queue[0]
-            self.assertEqual(len(ex.inbox), w._WS_MAX_UNREAD + 1)
+            self.assertEqual(len(ex.inbox), websocket._WS_MAX_UNREAD + 1)
         run(test)
 
     def test_websocket_close_before_accept(self):
@@ -262,11 +273,11 @@ class PathsendTest(unittest.TestCase):
                 loop = asyncio.get_running_loop()
                 ours, caddy = socket.socketpair()
                 ours.setblocking(False)
-                worker = w.AsgiWorker(app, loop)
-                await loop.create_unix_connection(lambda: w.AsgiChannel(worker), sock=ours)
+                worker = asgi_worker(app, loop)
+                await loop.create_unix_connection(lambda: AsgiChannel(worker), sock=ours)
                 caddy.sendall(w.encode_request(0, ENV))
                 caddy.setblocking(False)
-                block = w._asgi_header_block(200, [(b'content-length', b'9')])
+                block = asgi_header_block(200, [(b'content-length', b'9')])
                 want = len(w.encode_headers(0, block)) + len(w.encode_file(0, -1)) + len(w.encode_end())
                 data, fds = b'', []
                 for _ in range(500):  # until HEADERS, FILE and END are in (5 s at most)
@@ -296,7 +307,7 @@ class FileLimitTest(unittest.TestCase):
     def test_soft_limit_raised_to_hard(self):
         import subprocess
         import sys
-        code = ('import resource, worker_harness; worker_harness.w._raise_nofile(); '
+        code = ('import resource, worker_harness, caddy_wsgi.platform as p; p.raise_nofile(); '
                 'print(*resource.getrlimit(resource.RLIMIT_NOFILE))')
         out = subprocess.run(['sh', '-c', 'ulimit -Sn 256 && exec "$0" -c "$1"', sys.executable, code],
                              capture_output=True, text=True, cwd=os.path.dirname(__file__), check=True).stdout
@@ -310,8 +321,8 @@ class LifespanTest(unittest.TestCase):
         loop = asyncio.new_event_loop()
         try:
             asyncio.set_event_loop(loop)  # 3.9: asyncio.Queue binds to the current loop
-            worker = w.AsgiWorker(app, loop)
-            return w._start_lifespan(worker, mode), worker.state
+            worker = asgi_worker(app, loop)
+            return start_lifespan(worker, mode), worker.state
         finally:
             for task in asyncio.all_tasks(loop):
                 task.cancel()

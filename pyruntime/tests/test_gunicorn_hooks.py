@@ -5,7 +5,8 @@ import shutil
 import tempfile
 import unittest
 
-from worker_harness import base_environ, w
+from worker_harness import base_environ
+from caddy_wsgi import hooks as w
 
 CONFIG = '''
 import os
@@ -54,17 +55,17 @@ class GunicornHooksTest(unittest.TestCase):
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def test_signatures(self):
-        hooks = w._load_hooks(self.path)
+        hooks = w.load_hooks(self.path)
         calls = __import__('sys').modules['__config__'].calls
         info = Info()
         pid = os.getpid()
-        w._run_hook(hooks, 'on_starting', info)
-        w._run_hook(hooks, 'post_fork', info)
-        w._run_hook(hooks, 'post_worker_init', info)
+        w.run_hook(hooks, 'on_starting', info)
+        w.run_hook(hooks, 'post_fork', info)
+        w.run_hook(hooks, 'post_worker_init', info)
         env = base_environ('/items', QUERY_STRING='a=1', HTTP_X_TEST='yes', RAW_URI='/items?a=1')
-        w._hook(hooks, 'pre_request')(env)
-        w._hook(hooks, 'post_request')(env, '404 Not Found')
-        w._run_hook(hooks, 'worker_exit', info)
+        w.hook(hooks, 'pre_request')(env)
+        w.hook(hooks, 'post_request')(env, '404 Not Found')
+        w.run_hook(hooks, 'worker_exit', info)
         self.assertEqual(calls, [
             ('on_starting', pid, 3),
             ('post_fork', pid, pid),
@@ -73,23 +74,23 @@ class GunicornHooksTest(unittest.TestCase):
             ('post_request', '/items', 'GET'),
             ('worker_exit', pid, None),
         ])
-        self.assertIsNone(w._hook(hooks, 'worker_abort'))
+        self.assertIsNone(w.hook(hooks, 'worker_abort'))
 
     def test_undefined_hooks_absent(self):
         with open(self.path, 'w') as f:
             f.write('workers = 2\n')
-        hooks = w._load_hooks('file:' + self.path)
+        hooks = w.load_hooks('file:' + self.path)
         for name in ('on_starting', 'post_fork', 'pre_request', 'post_request', 'worker_exit'):
-            self.assertIsNone(w._hook(hooks, name), name)
+            self.assertIsNone(w.hook(hooks, name), name)
         # post_worker_init always exists (it keeps the worker for pre_request) and is harmless.
-        w._run_hook(hooks, 'post_worker_init', Info())
+        w.run_hook(hooks, 'post_worker_init', Info())
 
     def test_response_and_arity(self):
-        r = w._GunicornResponse('201 Created')
+        r = w.GunicornResponse('201 Created')
         self.assertEqual((r.status, r.status_code), ('201 Created', 201))
-        self.assertEqual(w._arity(lambda a, b: 0, 4), 2)
-        self.assertEqual(w._arity(lambda a, b, c, d, e=1: 0, 4), 4)
-        self.assertEqual(w._arity(lambda *a: 0, 4), 4)
+        self.assertEqual(w.arity(lambda a, b: 0, 4), 2)
+        self.assertEqual(w.arity(lambda a, b, c, d, e=1: 0, 4), 4)
+        self.assertEqual(w.arity(lambda *a: 0, 4), 4)
 
 
 if __name__ == '__main__':

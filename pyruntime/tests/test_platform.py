@@ -25,8 +25,8 @@ class ParentWatchTest(unittest.TestCase):
             w = int(sys.argv[1])
             subprocess.Popen([sys.executable, '-c', """
             import os, sys, time
-            import caddy_wsgi_worker as rt
-            rt._watch_parent(interval=0.05)
+            import caddy_wsgi.platform as rt
+            rt.watch_parent(interval=0.05)
             os.write(int(sys.argv[1]), b'%d\\\\n' % os.getpid())
             time.sleep(60)  # the app, busy in a request
             """, str(w)], pass_fds=[w])
@@ -57,7 +57,7 @@ class ParentWatchTest(unittest.TestCase):
 class SoftLimitTest(unittest.TestCase):
 
     def test_highest_soft_bisects_below_a_refused_hard_limit(self):
-        import caddy_wsgi_worker as rt
+        import caddy_wsgi.platform as rt
         cap, infinity = 24576, 2 ** 63 - 1  # macOS: kern.maxfilesperproc, RLIM_INFINITY
         state = {}
 
@@ -65,9 +65,9 @@ class SoftLimitTest(unittest.TestCase):
             if n > cap:
                 raise ValueError('not allowed to raise maximum limit')
             state['soft'] = n
-        self.assertEqual(rt._highest_soft(setlimit, 256, infinity), cap)
+        self.assertEqual(rt.highest_soft(setlimit, 256, infinity), cap)
         self.assertEqual(state['soft'], cap)
-        self.assertEqual(rt._highest_soft(setlimit, 256, 4096), 4096)  # Linux, FreeBSD
+        self.assertEqual(rt.highest_soft(setlimit, 256, 4096), 4096)  # Linux, FreeBSD
 
 
 class CloseInheritedTest(unittest.TestCase):
@@ -75,10 +75,10 @@ class CloseInheritedTest(unittest.TestCase):
     def test_without_proc_the_range_is_closed(self):
         code = '''
             import os
-            import caddy_wsgi_worker as rt
+            import caddy_wsgi.platform as rt
             keep, leaked = os.open(os.devnull, os.O_RDONLY), os.open(os.devnull, os.O_RDONLY)
             low = max(keep, leaked)
-            rt._close_inherited(low, fd_dir='/nonexistent')
+            rt.close_inherited(low, fd_dir='/nonexistent')
             for fd, want in ((min(keep, leaked), True), (low, False)):
                 try:
                     os.fstat(fd)

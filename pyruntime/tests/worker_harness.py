@@ -3,6 +3,7 @@
 import fcntl
 import json
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -10,16 +11,34 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNTIME_DIR = os.path.dirname(HERE)
-RUNTIME = os.path.join(RUNTIME_DIR, 'caddy_wsgi_worker.py')
+PACKAGE = 'caddy_wsgi'
 if RUNTIME_DIR not in sys.path:
     sys.path.insert(0, RUNTIME_DIR)
 
-import caddy_wsgi_worker as w  # noqa: E402
+from caddy_wsgi import codec as w  # noqa: E402
 
-# Exactly what the Go side runs.
-BOOTSTRAP = ("import sys,types;s=sys.stdin.buffer.read();m=types.ModuleType('caddy_wsgi_worker');"
-             "m.__file__='caddy_wsgi_worker.py';sys.modules['caddy_wsgi_worker']=m;"
-             "exec(compile(s,'caddy_wsgi_worker.py','exec'),m.__dict__);m.main(sys.argv[1:])")
+
+def _go_bootstrap():
+    """pyruntime.Bootstrap, read from embed.go: exactly what the Go side runs."""
+    with open(os.path.join(RUNTIME_DIR, 'embed.go')) as f:
+        decl = f.read().split('const Bootstrap = ', 1)[1].split('\n\n', 1)[0]
+    return ''.join(re.findall(r'"((?:[^"\\]|\\.)*)"', decl))
+
+
+def bundle():
+    """What pyruntime.Source holds: {path: source} of the package's .py files, as JSON."""
+    sources = {}
+    for dirpath, dirnames, filenames in os.walk(os.path.join(RUNTIME_DIR, PACKAGE)):
+        dirnames[:] = sorted(d for d in dirnames if d != '__pycache__')
+        for name in sorted(filenames):
+            if name.endswith('.py'):
+                path = os.path.join(dirpath, name)
+                with open(path, encoding='utf-8') as f:
+                    sources[os.path.relpath(path, RUNTIME_DIR).replace(os.sep, '/')] = f.read()
+    return json.dumps(sources, sort_keys=True).encode('utf-8')
+
+
+BOOTSTRAP = _go_bootstrap()
 
 TERMINAL = ('final', w.END, w.ERROR)
 
@@ -142,10 +161,8 @@ class Worker:
                 os._exit(127)
         for fd in std + child_fds:
             os.close(fd)
-        with open(RUNTIME, 'rb') as f:
-            source = f.read()
         with os.fdopen(stdin_w, 'wb') as pipe:
-            pipe.write(source)
+            pipe.write(bundle())
         self.status = None
 
     @property

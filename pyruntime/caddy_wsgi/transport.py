@@ -1,0 +1,218 @@
+"""The worker's side of a channel socket: the one place frames from Caddy are parsed
+(inbound_head), the one send_fd, and the blocking channel the sync and gevent workers
+serve (receive buffer, READ/DATA round trips, scatter sends)."""
+
+import array
+import socket
+
+from .codec import (
+    CANCEL, DATA, FLAG_FINAL, HEAD, INBOUND_TYPES, MAX_HEADER_BLOCK, MAX_PAYLOAD, REQUEST, BODY,
+    END_FRAME, ProtocolError, check_header, decode_data_view, encode_body, encode_log,
+    encode_read, frame_head, headers_prefix)
+from .process import violation
+
+_RECV_BUFFER = 256 * 1024
+_SENDMSG_MIN = 32768  # below this, one copy into a single buffer beats a scatter send
+_SCM_RIGHTS = getattr(socket, 'SCM_RIGHTS', None)
+CAN_SEND_FDS = _SCM_RIGHTS is not None
+
+
+class ClientDisconnected(OSError):
+    """The client went away (or its upload failed) while the app was reading or writing."""
+
+
+def inbound_head(buf, pos):
+    """The (length, type) of the header Caddy sent at buf[pos:]; a header the protocol does
+    not allow a worker to receive ends the worker. The common case costs one check."""
+    length, ftype = HEAD.unpack_from(buf, pos)
+    if ftype not in INBOUND_TYPES or length > MAX_PAYLOAD or (ftype == CANCEL and length):
+        try:
+            check_header(length, ftype)
+        except ProtocolError as e:
+            violation(e)
+        violation('frame type 0x%02x is not sent to workers' % ftype)
+    return length, ftype
+
+
+def send_with_fd(sock, frame, fd):
+    """sendmsg of `frame` with `fd` attached to its first byte (SCM_RIGHTS) -> bytes sent."""
+    return sock.sendmsg([frame], [(socket.SOL_SOCKET, _SCM_RIGHTS, array.array('i', [fd]))])
+
+
+class BlockingChannel:
+    """One channel socket in blocking mode, used by one thread (or greenlet) at a time."""
+
+    def __init__(self, sock, peer_gone):
+        self.sock = sock
+        self.peer_gone = peer_gone  # Caddy closed the channel: the worker's exit
+        self.buf = bytearray(_RECV_BUFFER)
+        self.view = memoryview(self.buf)
+        self.start = 0  # buffered, unparsed bytes are buf[start:end]
+        self.end = 0
+        self.cancelled = False
+
+    # -- receiving -------------------------------------------------------------------
+
+    def _fill(self, need):
+        """Block until `need` (<= buffer size) bytes are buffered."""
+        if self.start + need > len(self.buf):
+            n = self.end - self.start
+            self.buf[:n] = bytes(self.view[self.start:self.end])  # regions may overlap
+            self.start, self.end = 0, n
+        recv_into = self.sock.recv_into
+        while self.end - self.start < need:
+            try:
+                n = recv_into(self.view[self.end:])
+            except OSError:
+                self.peer_gone()
+            if not n:
+                self.peer_gone()
+            self.end += n
+
+    def recv_frame(self):
+        """Block for the next frame -> (type, payload memoryview valid until the next recv)."""
+        if self.end - self.start < 5:
+            self._fill(5)
+        length, ftype = inbound_head(self.buf, self.start)
+        size = 5 + length
+        if self.end - self.start < size:
+            if size > len(self.buf):
+                return ftype, self._recv_big(length)
+            self._fill(size)
+        s = self.start + 5
+        e = self.start = s + length
+        if e == self.end:
+            self.start = self.end = 0
+        return ftype, self.view[s:e]
+
+    def _recv_big(self, length):
+        """A payload larger than the reusable buffer gets its own."""
+        payload = memoryview(bytearray(length))
+        have = self.end - self.start - 5
+        payload[:have] = self.view[self.start + 5:self.end]
+        self.start = self.end = 0
+        while have < length:
+            try:
+                n = self.sock.recv_into(payload[have:])
+            except OSError:
+                self.peer_gone()
+            if not n:
+                self.peer_gone()
+            have += n
+        return payload
+
+    def poll_cancel(self):
+        """True once Caddy has sent CANCEL for the current exchange; never blocks."""
+        while not self.cancelled:
+            if self.end - self.start >= 5:
+                length, ftype = HEAD.unpack_from(self.buf, self.start)
+                if ftype == REQUEST:
+                    # Caddy pipelined the next request: it stays buffered for the serve
+                    # loop, and a CANCEL after it belongs to it, not to this exchange.
+                    return False
+                if ftype != CANCEL or length:
+                    violation('frame type 0x%02x (length %d) while sending a response'
+                              % (ftype, length))
+                self.start += 5
+                if self.start == self.end:
+                    self.start = self.end = 0
+                self.cancelled = True
+            elif not self._recv_nowait():
+                return False
+        return True
+
+    def _recv_nowait(self):
+        if self.end == len(self.buf):  # only a partial header is buffered: move it down
+            n = self.end - self.start
+            self.buf[:n] = bytes(self.view[self.start:self.end])
+            self.start, self.end = 0, n
+        try:
+            n = self.sock.recv_into(self.view[self.end:], 0, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            self.peer_gone()
+        if not n:
+            self.peer_gone()
+        self.end += n
+        return True
+
+    def read_body(self, n):
+        """One READ/DATA round trip for wsgi.input -> (flags, a view of the bytes, valid
+        until the next receive: the caller copies it once, into its own buffer)."""
+        if self.cancelled:
+            # Caddy is only draining this exchange; do not ask it for more body.
+            raise ClientDisconnected('the client went away')
+        self.send(encode_read(n))
+        while True:
+            ftype, payload = self.recv_frame()
+            if ftype == DATA:
+                break
+            if ftype == CANCEL:
+                self.cancelled = True  # the DATA answering our READ still comes
+            else:
+                violation('REQUEST while the previous one is in flight')
+        try:
+            flags, data = decode_data_view(payload)
+        except ProtocolError as e:
+            violation(e)
+        if len(data) > n:
+            violation('DATA of %d bytes answers a READ of %d' % (len(data), n))
+        return flags, data
+
+    # -- sending ---------------------------------------------------------------------
+
+    def send(self, data):
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            self.peer_gone()
+
+    def _send_parts(self, head, payload):
+        """Send head + payload without concatenating them (payload is large)."""
+        try:
+            sent = self.sock.sendmsg([head, payload])
+            if sent < len(head):
+                self.sock.sendall(head[sent:])
+                sent = len(head)
+            if sent - len(head) < len(payload):
+                self.sock.sendall(memoryview(payload)[sent - len(head):])
+        except OSError:
+            self.peer_gone()
+
+    def send_headers(self, flags, block, body):
+        room = MAX_HEADER_BLOCK - len(block)  # wsgi_header_block() keeps this >= 0
+        if len(body) > room:
+            # Too big for one frame: the rest follows as BODY frames and END closes it.
+            body = memoryview(body)
+            self._send_parts(headers_prefix(0, block, room), body[:room])
+            self.send_body(body[room:])
+            if flags & FLAG_FINAL:
+                self.send(END_FRAME)
+        elif len(body) < _SENDMSG_MIN:
+            self.send(headers_prefix(flags, block, len(body)) + body)
+        else:
+            self._send_parts(headers_prefix(flags, block, len(body)), body)
+
+    def send_body(self, data):
+        n = len(data)
+        if n < _SENDMSG_MIN:
+            self.send(encode_body(data))
+        elif n <= MAX_PAYLOAD:
+            self._send_parts(frame_head(BODY, n), data)
+        else:
+            view = memoryview(data)
+            for i in range(0, n, MAX_PAYLOAD):
+                self.send_body(view[i:i + MAX_PAYLOAD])
+
+    def send_fd(self, frame, fd):
+        """Send a frame with `fd` attached to its first byte (SCM_RIGHTS)."""
+        try:
+            sent = send_with_fd(self.sock, frame, fd)
+            if sent < len(frame):
+                self.sock.sendall(frame[sent:])
+        except OSError:
+            self.peer_gone()
+
+    def log(self, level, text):
+        self.send(encode_log(level, text))
