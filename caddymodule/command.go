@@ -485,12 +485,12 @@ func workerFlags(fs *pflag.FlagSet, h *WSGI) error {
 		return fmt.Errorf("--threads: %d is not a positive integer", h.Threads)
 	}
 	h.WorkerClass, _ = fs.GetString("worker-class")
-	switch h.WorkerClass {
-	case "", "sync", "gevent":
-	case "gthread":
+	switch {
+	case workerpool.WorkerClass(h.WorkerClass).ServesWSGI():
+	case h.WorkerClass == "gthread":
 		h.WorkerClass = "" // Gunicorn's threaded class is --threads here
 	default:
-		if strings.Contains(strings.ToLower(h.WorkerClass), "uvicorn") || h.WorkerClass == "asgi" {
+		if strings.Contains(strings.ToLower(h.WorkerClass), "uvicorn") || workerpool.WorkerClass(h.WorkerClass) == workerpool.ClassASGI {
 			return fmt.Errorf("-k/--worker-class %q: ASGI apps run with `caddy asgi-server APP`", h.WorkerClass)
 		}
 		return fmt.Errorf("-k/--worker-class %q: want sync or gevent (gthread is --threads)", h.WorkerClass)
@@ -510,10 +510,8 @@ func asgiFlags(fs *pflag.FlagSet, h WSGI) (ASGI, error) {
 		return a, fmt.Errorf("--max-concurrency: %d is not an integer from 1 to 10000", a.MaxConcurrency)
 	}
 	a.Lifespan, _ = fs.GetString("lifespan")
-	switch a.Lifespan {
-	case "", "auto", "on", "off":
-	default:
-		return a, fmt.Errorf("--lifespan %q: want auto, on or off", a.Lifespan)
+	if err := workerpool.ValidateLifespan(a.Lifespan); err != nil {
+		return a, fmt.Errorf("--%w", err)
 	}
 	if fs.Changed("port") {
 		if p, _ := fs.GetInt("port"); p < 1 || p > 65535 {

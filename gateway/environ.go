@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/caddy-wsgi/caddy-wsgi/protocol"
+	"github.com/caddy-wsgi/caddy-wsgi/workerpool"
 )
 
 // Request is what the server knows about a request beyond net/http's view of it:
@@ -105,7 +106,7 @@ func (h *Handler) writeEnviron(fw *protocol.RequestWriter, r *http.Request, info
 	}
 	fw.Add("wsgi.url_scheme", scheme)
 	host, port := splitHostPort(r.Host)
-	if h.asgi {
+	if h.app == workerpool.ASGIScope {
 		host, port = "", "" // ASGI's server is the listening address, not the Host header
 	}
 	if host == "" {
@@ -141,7 +142,7 @@ func (h *Handler) writeEnviron(fw *protocol.RequestWriter, r *http.Request, info
 	} else if streamed {
 		fw.Add("HTTP_TRANSFER_ENCODING", "chunked")
 	}
-	if h.asgi {
+	if h.app == workerpool.ASGIScope {
 		return h.writeASGIHeaders(fw, r)
 	}
 	if r.Host != "" {

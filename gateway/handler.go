@@ -32,10 +32,11 @@ type Handler struct {
 	scriptName string
 	log        *zap.Logger
 	keys       headerKeys
-	asgi       bool              // ASGI workers: raw headers, WebSockets, cancel on timeout
-	asgiKeys   map[string]string // header name → `~name`, for ASGI
-	writers    sync.Pool         // *protocol.RequestWriter
-	slabs      sync.Pool         // *[]byte of pumpSlab bytes, for streamed responses
+	app        workerpool.AppInterface  // environ or scope: WSGI, or ASGI with WebSockets and trailers
+	onTimeout  workerpool.TimeoutPolicy // kill the worker or cancel the request
+	asgiKeys   map[string]string        // header name → `~name`, for ASGI
+	writers    sync.Pool                // *protocol.RequestWriter
+	slabs      sync.Pool                // *[]byte of pumpSlab bytes, for streamed responses
 	observer   Observer
 	ws         websocket.Options
 }
@@ -51,10 +52,6 @@ type Options struct {
 	Logger     *zap.Logger
 	// Observer, if set, is told about every request (metrics).
 	Observer Observer
-	// ASGI: the workers run an ASGI app (worker_class asgi). Headers reach it as received,
-	// WebSocket handshakes are accepted, and a request past its timeout is cancelled
-	// (the app gets http.disconnect) instead of killing a worker that serves many.
-	ASGI bool
 	// WebSocket: the message limit and compression of WebSockets (ASGI).
 	WebSocket websocket.Options
 }
@@ -83,10 +80,11 @@ func New(pool *workerpool.Pool, opts Options) *Handler {
 		log:        opts.Logger,
 		keys:       newHeaderKeys(),
 		observer:   opts.Observer,
-		asgi:       opts.ASGI,
+		app:        pool.Config().WorkerClass.App(),
+		onTimeout:  pool.Config().WorkerClass.Timeout(),
 		ws:         opts.WebSocket,
 	}
-	if h.asgi {
+	if h.app == workerpool.ASGIScope {
 		h.asgiKeys = asgiHeaderKeys(h.keys)
 	}
 	h.writers.New = func() any { return new(protocol.RequestWriter) }
@@ -107,7 +105,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, info Request
 		return
 	}
 	stripFragment(r)
-	if h.asgi && websocket.IsUpgrade(r) {
+	if h.app == workerpool.ASGIScope && websocket.IsUpgrade(r) {
 		h.serveWebSocket(w, r, info)
 		return
 	}
@@ -394,7 +392,7 @@ func (ex *exchange) readFrame() (t protocol.Type, p []byte, end, healthy bool) {
 				ex.resetDeadline(ex.start)
 				continue
 			}
-			if ex.h.asgi && !ex.expired {
+			if ex.h.onTimeout == workerpool.CancelRequest && !ex.expired {
 				ex.expire()
 				continue
 			}
@@ -530,7 +528,7 @@ func (ex *exchange) handle(t protocol.Type, p []byte) (done bool, err error) {
 		ex.logFromWorker(level, text)
 		return false, nil
 	case protocol.TypeTrailers:
-		if !ex.started || !ex.h.asgi {
+		if !ex.started || ex.h.app != workerpool.ASGIScope {
 			return false, errors.New("TRAILERS before HEADERS or from a WSGI worker")
 		}
 		return false, ex.addTrailers(p)

@@ -66,14 +66,14 @@ func (e *BootError) Error() string {
 
 // workerConfig is the JSON the runtime reads from argv (see PROTOCOL.md).
 type workerConfig struct {
-	Threads        int      `json:"threads"`
-	DumpFD         int      `json:"dump_fd"`
-	Multiprocess   bool     `json:"multiprocess"`
-	ServerSoftware string   `json:"server_software"`
-	PythonPath     []string `json:"pythonpath"`
-	Hooks          string   `json:"hooks,omitempty"`
-	WorkerClass    string   `json:"worker_class,omitempty"`
-	Lifespan       string   `json:"lifespan,omitempty"`
+	Threads        int         `json:"threads"`
+	DumpFD         int         `json:"dump_fd"`
+	Multiprocess   bool        `json:"multiprocess"`
+	ServerSoftware string      `json:"server_software"`
+	PythonPath     []string    `json:"pythonpath"`
+	Hooks          string      `json:"hooks,omitempty"`
+	WorkerClass    WorkerClass `json:"worker_class,omitempty"`
+	Lifespan       string      `json:"lifespan,omitempty"`
 }
 
 func (p *Pool) workerConfigJSON(dumpFD int) string {

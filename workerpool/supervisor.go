@@ -230,11 +230,7 @@ func (p *Pool) retire(w *worker, reason string) {
 		p.log.Warn("graceful timeout: killing a worker with requests still running", zap.Int("pid", w.pid), zap.Int("running", busy))
 		w.kill()
 	} else {
-		grace := time.Second
-		if p.cfg.WorkerClass == "asgi" {
-			grace = max(grace, p.cfg.GracefulTimeout) // lifespan shutdown
-		}
-		w.terminate(grace)
+		w.terminate(p.cfg.WorkerClass.retireGrace(p.cfg.GracefulTimeout))
 	}
 	select {
 	case <-w.exited:
