@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -29,14 +28,15 @@ type worker struct {
 	slots []*Slot
 	dump  *os.File // read end of the stack-dump pipe (faulthandler on SIGUSR1)
 	busy  int      // slots handed out; guarded by Pool.mu
+	// drained, set by retire while requests run, is closed when the last one ends;
+	// guarded by Pool.mu.
+	drained chan struct{}
 	idle  []*Slot  // slots ready for a request, last released last; guarded by Pool.mu
 
-	retiring   chan struct{} // closed when the worker starts retiring
-	retireOnce sync.Once
-	exited     chan struct{} // closed when the process has been reaped
-	exitErr    error         // set before exited is closed
-	dead       atomic.Bool   // no new requests: exited, broken, retiring or stopped
-	served     atomic.Int64
+	state   *lifecycle[workerState]
+	exited  chan struct{} // closed when the process has been reaped (the state is stopped by then)
+	exitErr error         // set before exited is closed
+	served  atomic.Int64
 	started    time.Time
 
 	maxRequests int64       // recycle after this many requests (0: never)
@@ -104,7 +104,7 @@ func (c childFiles) close() {
 // spawn starts one worker, by exec or by a fork of the zygote, and waits until it has
 // imported the app.
 func (p *Pool) spawn() (*worker, error) {
-	w := &worker{exited: make(chan struct{}), recycle: make(chan string, 1), recycleErr: make(chan error, 1), maxRequests: p.requestLimit(), retiring: make(chan struct{})}
+	w := p.newWorker()
 	w.codeGen = p.beginSpawn()
 	defer p.endSpawn(w.codeGen)
 	var child childFiles
@@ -139,6 +139,9 @@ func (p *Pool) spawn() (*worker, error) {
 		w.closeSlots()
 		return nil, err
 	}
+	p.mu.Lock()
+	p.live[w] = struct{}{}
+	p.mu.Unlock()
 	log := p.log.With(zap.Int("pid", w.pid))
 	go forwardOutput(pipes[1].r, log, zap.InfoLevel, "stdout")
 	go forwardOutput(pipes[2].r, log, zap.WarnLevel, "stderr")
@@ -149,6 +152,9 @@ func (p *Pool) spawn() (*worker, error) {
 		}
 		w.kill()
 		<-w.exited
+		p.mu.Lock()
+		delete(p.live, w)
+		p.mu.Unlock()
 		w.closeSlots()
 		return nil, err
 	}
@@ -224,10 +230,28 @@ func (w *worker) awaitReady(timeout time.Duration) error {
 	}
 }
 
+// newWorker returns a booting worker, before its process starts.
+func (p *Pool) newWorker() *worker {
+	w := &worker{
+		exited:      make(chan struct{}),
+		recycle:     make(chan string, 1),
+		recycleErr:  make(chan error, 1),
+		maxRequests: p.requestLimit(),
+	}
+	// pid is set before anything but spawn's goroutine can see the worker.
+	w.state = newLifecycle(workerBooting, int(workerStates), workerTransition, "worker", p.log,
+		func() zap.Field { return zap.Int("pid", w.pid) })
+	return w
+}
+
+// leaving reports whether the worker takes no new request: retiring or stopped. One
+// atomic load: Release asks it for every request.
+func (w *worker) leaving() bool { return w.state.Get() >= workerRetiring }
+
 // kill stops the worker's whole process group at once (and the worker itself, in case
 // a forked one has not made its own group yet).
 func (w *worker) kill() {
-	w.dead.Store(true)
+	w.state.To(workerStopped)
 	if w.pid > 0 {
 		kill(-w.pid, syscall.SIGKILL)
 		kill(w.pid, syscall.SIGKILL)
@@ -238,7 +262,6 @@ func (w *worker) kill() {
 // worker_exit hook (and, for ASGI, lifespan shutdown) and exits. SIGTERM follows if it
 // has not exited within grace.
 func (w *worker) terminate(grace time.Duration) {
-	w.dead.Store(true)
 	for _, s := range w.slots {
 		s.conn.Raw().CloseWrite()
 	}
