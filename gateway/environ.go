@@ -38,17 +38,6 @@ func newHeaderKeys() headerKeys {
 	return k
 }
 
-// asgiHeaderKeys caches the `~name` keys of common headers (see writeASGIHeaders).
-func asgiHeaderKeys(cgi headerKeys) map[string]string {
-	k := make(map[string]string, len(cgi)+2)
-	for name := range cgi {
-		k[name] = "~" + strings.ToLower(name)
-	}
-	k["Content-Type"] = "~content-type"
-	k["Content-Length"] = "~content-length"
-	return k
-}
-
 func (k headerKeys) key(name string) string {
 	if v, ok := k[name]; ok {
 		return v
@@ -145,6 +134,12 @@ func (h *Handler) writeEnviron(fw *protocol.RequestWriter, r *http.Request, info
 	if h.app == workerpool.ASGIScope {
 		return h.writeASGIHeaders(fw, r)
 	}
+	return h.writeWSGIHeaders(fw, r)
+}
+
+// writeWSGIHeaders adds the headers as PEP 3333 wants them: HTTP_* keys, the values of a
+// repeated header joined.
+func (h *Handler) writeWSGIHeaders(fw *protocol.RequestWriter, r *http.Request) error {
 	if r.Host != "" {
 		fw.Add("HTTP_HOST", r.Host)
 	}
@@ -168,33 +163,6 @@ func (h *Handler) writeEnviron(fw *protocol.RequestWriter, r *http.Request, info
 				fw.AppendValue(sep)
 				fw.AppendValue(v)
 			}
-		}
-	}
-	return nil
-}
-
-// writeASGIHeaders adds the headers as ASGI wants them: `~name` pairs, lowercase, each
-// value apart and in the order received, underscores kept (ASGI names do not alias).
-func (h *Handler) writeASGIHeaders(fw *protocol.RequestWriter, r *http.Request) error {
-	if r.Host != "" {
-		fw.Add("~host", r.Host)
-	}
-	if len(r.TransferEncoding) > 0 {
-		fw.Add("~transfer-encoding", strings.Join(r.TransferEncoding, ", "))
-	}
-	for name, values := range r.Header {
-		if name[0] == ':' {
-			continue // :protocol of an extended CONNECT
-		}
-		key, ok := h.asgiKeys[name]
-		if !ok {
-			key = "~" + strings.ToLower(name)
-		}
-		for _, v := range values {
-			if strings.IndexByte(v, 0) >= 0 {
-				return errNULHeader
-			}
-			fw.Add(key, v)
 		}
 	}
 	return nil
