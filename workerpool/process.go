@@ -31,13 +31,13 @@ type worker struct {
 	// drained, set by retire while requests run, is closed when the last one ends;
 	// guarded by Pool.mu.
 	drained chan struct{}
-	idle  []*Slot  // slots ready for a request, last released last; guarded by Pool.mu
+	idle    []*Slot // slots ready for a request, last released last; guarded by Pool.mu
 
 	state   *lifecycle[workerState]
 	exited  chan struct{} // closed when the process has been reaped (the state is stopped by then)
 	exitErr error         // set before exited is closed
 	served  atomic.Int64
-	started    time.Time
+	started time.Time
 
 	maxRequests int64       // recycle after this many requests (0: never)
 	recycle     chan string // a reason to replace this worker; buffered, first one wins
