@@ -1,7 +1,6 @@
 package workerpool
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -18,7 +16,6 @@ import (
 	"github.com/caddy-wsgi/caddy-wsgi/protocol"
 	"github.com/caddy-wsgi/caddy-wsgi/pyruntime"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
 // worker is one Python process and its channels (one per thread).
@@ -28,10 +25,10 @@ type worker struct {
 	slots []*Slot
 	dump  *os.File // read end of the stack-dump pipe (faulthandler on SIGUSR1)
 	busy  int      // slots handed out; guarded by Pool.mu
+	idle  []*Slot  // slots ready for a request, last released last; guarded by Pool.mu
 	// drained, set by retire while requests run, is closed when the last one ends;
 	// guarded by Pool.mu.
 	drained chan struct{}
-	idle    []*Slot // slots ready for a request, last released last; guarded by Pool.mu
 
 	state   *lifecycle[workerState]
 	exited  chan struct{} // closed when the process has been reaped (the state is stopped by then)
@@ -320,123 +317,4 @@ func (w *worker) dumpStacks() string {
 		return "(no stack: the worker did not answer SIGUSR1)"
 	}
 	return string(out)
-}
-
-// forwardOutput turns each line a worker prints into a log entry. A Python traceback
-// (from "Traceback (most recent call last):" to its exception line) becomes one entry,
-// so it reads as one event in the log.
-func forwardOutput(r io.ReadCloser, log *zap.Logger, level zapcore.Level, stream string) {
-	defer r.Close()
-	emit := func(text string) {
-		if ce := log.Check(level, text); ce != nil {
-			ce.Write(zap.String("stream", stream))
-		}
-	}
-	var tb tracebackJoiner
-	br := bufio.NewReaderSize(r, 16<<10)
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			if text, ok := tb.add(strings.TrimRight(string(line), "\r\n")); ok {
-				emit(text)
-			}
-		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			if text, ok := tb.flush(); ok {
-				emit(text)
-			}
-			return
-		}
-	}
-}
-
-// tracebackJoiner groups the lines of a Python traceback.
-type tracebackJoiner struct{ lines []string }
-
-// add takes one line and returns a complete entry, if there is one.
-func (t *tracebackJoiner) add(line string) (string, bool) {
-	if len(t.lines) == 0 {
-		if line == "Traceback (most recent call last):" {
-			t.lines = append(t.lines, line)
-			return "", false
-		}
-		return line, true
-	}
-	t.lines = append(t.lines, line)
-	continuation := line == "" || line[0] == ' ' || line[0] == '\t' ||
-		line == "Traceback (most recent call last):" ||
-		strings.HasPrefix(line, "During handling of the above exception") ||
-		strings.HasPrefix(line, "The above exception was the direct cause")
-	if continuation && len(t.lines) < 500 {
-		return "", false
-	}
-	return t.flush()
-}
-
-func (t *tracebackJoiner) flush() (string, bool) {
-	if len(t.lines) == 0 {
-		return "", false
-	}
-	text := strings.Join(t.lines, "\n")
-	t.lines = t.lines[:0]
-	return text, true
-}
-
-func absPaths(paths []string) []string {
-	out := make([]string, 0, len(paths))
-	for _, p := range paths {
-		if a, err := filepath.Abs(p); err == nil {
-			p = a
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
-// basicEnv is what a worker inherits even with env_inherit off: what programs need to
-// run, nothing that is a secret.
-var basicEnv = []string{"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"}
-
-// workerEnv is Caddy's environment (as Gunicorn passes its own, or the part EnvInherit
-// allows), the venv's, then Env.
-func workerEnv(cfg Config) []string {
-	env := os.Environ()
-	if len(cfg.EnvInherit) > 0 {
-		keep := map[string]bool{}
-		for _, k := range basicEnv {
-			keep[k] = true
-		}
-		for _, k := range cfg.EnvInherit {
-			if k != "off" {
-				keep[k] = true
-			}
-		}
-		kept := env[:0:0]
-		for _, kv := range env {
-			if k, _, _ := strings.Cut(kv, "="); keep[k] {
-				kept = append(kept, kv)
-			}
-		}
-		env = kept
-	}
-	if cfg.Venv != "" {
-		venv, _ := filepath.Abs(cfg.Venv)
-		env = setEnv(env, "VIRTUAL_ENV", venv)
-		env = setEnv(env, "PATH", filepath.Join(venv, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"))
-	}
-	for k, v := range cfg.Env {
-		env = setEnv(env, k, v)
-	}
-	return env
-}
-
-func setEnv(env []string, key, value string) []string {
-	prefix := key + "="
-	for i, kv := range env {
-		if strings.HasPrefix(kv, prefix) {
-			env[i] = prefix + value
-			return env
-		}
-	}
-	return append(env, prefix+value)
 }
