@@ -176,6 +176,9 @@ func (p *Pool) Retiring(s *Slot) (pool, worker <-chan struct{}) {
 	return p.state.Entered(poolDraining), s.worker.state.Entered(workerRetiring)
 }
 
+// Draining reports whether Stop has begun: the pool serves what still comes, then stops.
+func (p *Pool) Draining() bool { return p.state.Get() >= poolDraining }
+
 // Config returns the effective configuration.
 func (p *Pool) Config() Config { return p.cfg }
 
