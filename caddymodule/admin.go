@@ -45,7 +45,7 @@ type poolView struct {
 
 func view(h *poolHolder) poolView {
 	state := "serving"
-	if h.draining.Load() {
+	if h.pool.Draining() {
 		state = "draining"
 	}
 	return poolView{Name: h.name, State: state, Stats: h.pool.Stats()}

@@ -12,6 +12,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/caddy-wsgi/caddy-wsgi/websocket"
+	"github.com/caddy-wsgi/caddy-wsgi/workerpool"
 
 	// WebSockets over HTTP/2 (RFC 8441) without GODEBUG: see the package.
 	_ "github.com/caddy-wsgi/caddy-wsgi/caddymodule/internal/xconnect"
@@ -69,16 +70,14 @@ func (ASGI) CaddyModule() caddy.ModuleInfo {
 
 // Provision runs the app with the ASGI worker class.
 func (m *ASGI) Provision(ctx caddy.Context) error {
-	if m.WorkerClass != "" && m.WorkerClass != "asgi" {
+	if m.WorkerClass != "" && workerpool.WorkerClass(m.WorkerClass) != workerpool.ClassASGI {
 		return fmt.Errorf("asgi: worker_class %q: the asgi handler sets its own", m.WorkerClass)
 	}
 	if m.MaxConcurrency > 0 && m.WorkerConnections > 0 && m.MaxConcurrency != m.WorkerConnections {
 		return errors.New("asgi: max_concurrency and worker_connections are the same setting; set one")
 	}
-	switch m.Lifespan {
-	case "", "auto", "on", "off":
-	default:
-		return fmt.Errorf("asgi: lifespan %q: want auto, on or off", m.Lifespan)
+	if err := workerpool.ValidateLifespan(m.Lifespan); err != nil {
+		return fmt.Errorf("asgi: %w", err)
 	}
 	if m.MaxMessageSize < 0 || m.MaxMessageSize > 1<<30 {
 		return fmt.Errorf("asgi: max_message_size %d: want 1 byte to 1 GiB", m.MaxMessageSize)
@@ -88,13 +87,23 @@ func (m *ASGI) Provision(ctx caddy.Context) error {
 	default:
 		return fmt.Errorf("asgi: websocket_compression %q: want on or off", m.WebSocketCompression)
 	}
-	m.ws = websocket.Options{MaxMessage: int(m.MaxMessageSize), NoCompression: m.WebSocketCompression == "off"}
-	m.WorkerClass = "asgi"
+	return m.WSGI.provision(ctx, m.asgiKind())
+}
+
+// asgiKind is the asgi handler's part of the settings: its worker class, concurrency,
+// lifespan and WebSocket options.
+func (m *ASGI) asgiKind() handlerKind {
+	connections := m.WorkerConnections
 	if m.MaxConcurrency > 0 {
-		m.WorkerConnections = m.MaxConcurrency
+		connections = m.MaxConcurrency
 	}
-	m.lifespan = m.Lifespan
-	return m.WSGI.Provision(ctx)
+	return handlerKind{
+		name:        "asgi",
+		class:       workerpool.ClassASGI,
+		connections: connections,
+		lifespan:    m.Lifespan,
+		ws:          websocket.Options{MaxMessage: int(m.MaxMessageSize), NoCompression: m.WebSocketCompression == "off"},
+	}
 }
 
 // UnmarshalCaddyfile reads `asgi <app> { ... }`: the options of `wsgi`, plus
@@ -118,7 +127,7 @@ func (m *ASGI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := oneArg(d, &m.Lifespan); err != nil {
 				return true, err
 			}
-			if m.Lifespan != "auto" && m.Lifespan != "on" && m.Lifespan != "off" {
+			if m.Lifespan == "" || workerpool.ValidateLifespan(m.Lifespan) != nil {
 				return true, d.Errf("lifespan: %q is not auto, on or off", m.Lifespan)
 			}
 			return true, nil

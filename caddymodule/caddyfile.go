@@ -168,7 +168,7 @@ func (m *WSGI) unmarshalOption(d *caddyfile.Dispenser) error {
 		if err := oneArg(d, &m.WorkerClass); err != nil {
 			return err
 		}
-		if m.WorkerClass != "sync" && m.WorkerClass != "gevent" {
+		if m.WorkerClass == "" || !workerpool.WorkerClass(m.WorkerClass).ServesWSGI() {
 			return d.Errf("worker_class %q: want sync or gevent", m.WorkerClass)
 		}
 		return nil

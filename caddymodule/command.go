@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite"
@@ -240,244 +238,6 @@ func asgiServerConfig(fs *pflag.FlagSet, args []string, getenv func(string) stri
 	return serverConfig(fs, args, getenv, true)
 }
 
-func serverConfig(fs *pflag.FlagSet, args []string, getenv func(string) string, asgi bool) (*caddy.Config, wsgiServerSummary, error) {
-	sum := wsgiServerSummary{kind: "WSGI"}
-	command, example := "wsgi-server", "myproject.wsgi:application"
-	if asgi {
-		sum.kind, command, example = "ASGI", "asgi-server", "main:app"
-	}
-	str := func(name string) string { v, _ := fs.GetString(name); return v }
-	boolean := func(name string) bool { v, _ := fs.GetBool(name); return v }
-	gc, args, err := loadGunicorn(fs, args, getenv, asgi)
-	if err != nil {
-		return nil, sum, err
-	}
-	sum.gunicorn = gc
-
-	// The app.
-	switch {
-	case len(args) == 0:
-		return nil, sum, fmt.Errorf("missing APP: caddy %s [flags] module:callable (e.g. %s)", command, example)
-	case len(args) > 1:
-		return nil, sum, fmt.Errorf("one APP expected, got %d arguments: %q (flags go before or after APP; quote values with spaces)", len(args), args)
-	}
-	h := WSGI{App: args[0]}
-	if err := workerpool.ValidateAppSpec(h.App); err != nil {
-		return nil, sum, fmt.Errorf("APP: %w", err)
-	}
-	sum.app = h.App
-
-	// Workers and threads.
-	h.Workers, _ = fs.GetInt("workers")
-	if !fs.Changed("workers") {
-		if v := strings.TrimSpace(getenv("WEB_CONCURRENCY")); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return nil, sum, fmt.Errorf("WEB_CONCURRENCY=%q is not a positive integer (it sets the default of --workers)", v)
-			}
-			h.Workers = n
-		}
-	} else if h.Workers < 1 {
-		return nil, sum, fmt.Errorf("--workers: %d is not a positive integer", h.Workers)
-	}
-	if !asgi {
-		if err := workerFlags(fs, &h); err != nil {
-			return nil, sum, err
-		}
-	}
-
-	// Timeouts: Gunicorn takes seconds; a Caddy duration works too.
-	if fs.Changed("timeout") {
-		d, err := flagDuration("timeout", str("timeout"), true)
-		if err != nil {
-			return nil, sum, err
-		}
-		t := caddy.Duration(d)
-		h.Timeout = &t
-	}
-	if fs.Changed("graceful-timeout") {
-		d, err := flagDuration("graceful-timeout", str("graceful-timeout"), false)
-		if err != nil {
-			return nil, sum, err
-		}
-		h.GracefulTimeout = caddy.Duration(d)
-	}
-	h.MaxRequests, _ = fs.GetInt64("max-requests")
-	h.MaxRequestsJitter, _ = fs.GetInt64("max-requests-jitter")
-	if h.MaxRequests < 0 {
-		return nil, sum, fmt.Errorf("--max-requests: %d is negative", h.MaxRequests)
-	}
-	if h.MaxRequestsJitter < 0 {
-		return nil, sum, fmt.Errorf("--max-requests-jitter: %d is negative", h.MaxRequestsJitter)
-	}
-
-	// Interpreter and environment.
-	h.Chdir, h.Venv, h.Python = str("chdir"), str("venv"), str("python")
-	for _, p := range strings.Split(str("pythonpath"), ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			h.PythonPath = append(h.PythonPath, p)
-		}
-	}
-	envs, _ := fs.GetStringArray("env")
-	for _, kv := range envs {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || strings.TrimSpace(k) == "" || strings.ContainsAny(k, " \t") {
-			return nil, sum, fmt.Errorf("-e/--env %q: want KEY=VALUE", kv)
-		}
-		if h.Env == nil {
-			h.Env = map[string]string{}
-		}
-		h.Env[k] = v
-	}
-	if err := envFileFlag(fs, &h); err != nil {
-		return nil, sum, err
-	}
-	h.Reload, h.Preload = boolean("reload"), boolean("preload")
-	h.User, h.Group, h.Hooks = str("user"), str("group"), gc.hooks
-	if err := h.Validate(); err != nil {
-		return nil, sum, err
-	}
-
-	// Routes: static prefixes first, then the app.
-	var routes caddyhttp.RouteList
-	statics, _ := fs.GetStringArray("static")
-	for _, s := range statics {
-		r, err := staticRoute(s)
-		if err != nil {
-			return nil, sum, err
-		}
-		routes = append(routes, r)
-	}
-	handler := caddyconfig.JSONModuleObject(h, "handler", "wsgi", nil)
-	if asgi {
-		a, err := asgiFlags(fs, h)
-		if err != nil {
-			return nil, sum, err
-		}
-		handler = caddyconfig.JSONModuleObject(a, "handler", "asgi", nil)
-	}
-	appRoute := caddyhttp.Route{HandlersRaw: []json.RawMessage{handler}}
-	if accel, err := xAccelHandler(fs); err != nil {
-		return nil, sum, err
-	} else if accel != nil {
-		appRoute.HandlersRaw = []json.RawMessage{accel, handler}
-	}
-	routes = append(routes, appRoute)
-
-	// Listener and HTTPS.
-	listen := str("listen")
-	if bind := str("bind"); bind != "" {
-		if listen != "" && listen != bind {
-			return nil, sum, fmt.Errorf("--listen %q and -b/--bind %q disagree: give one", listen, bind)
-		}
-		listen = bind
-	}
-	if asgi && (fs.Changed("host") || fs.Changed("port")) {
-		if listen != "" {
-			return nil, sum, fmt.Errorf("--host/--port and --listen/-b both set the address: give one")
-		}
-		host, port := str("host"), 8000
-		if fs.Changed("port") {
-			port, _ = fs.GetInt("port")
-		}
-		if host == "" {
-			host = "127.0.0.1"
-		}
-		listen = net.JoinHostPort(host, strconv.Itoa(port))
-	}
-	if listen != "" {
-		var err error
-		if listen, err = listenAddress(listen); err != nil {
-			return nil, sum, err
-		}
-	}
-	server := &caddyhttp.Server{ListenerWrappersRaw: []json.RawMessage{handoffWrapperJSON}}
-	if domain := str("domain"); domain != "" {
-		addr, err := httpcaddyfile.ParseAddress(domain)
-		if err != nil {
-			return nil, sum, fmt.Errorf("--domain %q: %v", domain, err)
-		}
-		if addr.Host == "" || addr.Path != "" {
-			return nil, sum, fmt.Errorf("--domain %q: want a host name such as example.com", domain)
-		}
-		httpPort := strconv.Itoa(caddyhttp.DefaultHTTPPort)
-		if addr.Scheme == "" {
-			addr.Scheme = "https"
-			if addr.Port == httpPort {
-				addr.Scheme = "http"
-			}
-		}
-		if addr.Port == "" {
-			addr.Port = strconv.Itoa(caddyhttp.DefaultHTTPSPort)
-			if addr.Scheme == "http" {
-				addr.Port = httpPort
-			}
-		}
-		if listen == "" {
-			listen = ":" + addr.Port
-		}
-		// One route per site, matched on the host, as the Caddyfile adapter and
-		// `caddy reverse-proxy --from` build it: automatic HTTPS finds the name there.
-		routes = caddyhttp.RouteList{{
-			MatcherSetsRaw: []caddy.ModuleMap{{"host": caddyconfig.JSON(caddyhttp.MatchHost{addr.Host}, nil)}},
-			HandlersRaw: []json.RawMessage{caddyconfig.JSONModuleObject(caddyhttp.Subroute{Routes: routes},
-				"handler", "subroute", nil)},
-			Terminal: true,
-		}}
-		if addr.Scheme == "http" {
-			server.AutoHTTPS = &caddyhttp.AutoHTTPSConfig{Disabled: true}
-		}
-		sum.address = addr.Scheme + "://" + addr.Host + ":" + addr.Port
-	} else {
-		if listen == "" {
-			listen = "127.0.0.1:8000"
-			if port := strings.TrimSpace(getenv("PORT")); port != "" {
-				if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-					return nil, sum, fmt.Errorf("PORT=%q is not a port number (it sets the default of --listen)", port)
-				}
-				listen = "0.0.0.0:" + port
-			}
-		}
-		// Plain HTTP on the given address: no certificates, no redirects.
-		server.AutoHTTPS = &caddyhttp.AutoHTTPSConfig{Disabled: true}
-		sum.address = "http://" + listen
-	}
-	if err := gunicornServerFlags(fs, server); err != nil {
-		return nil, sum, err
-	}
-	server.Listen = []string{listen}
-	server.Routes = routes
-
-	// Logs.
-	logging, accessLog, err := wsgiServerLogging(str("access-logfile"), str("log-level"))
-	if err != nil {
-		return nil, sum, err
-	}
-	if accessLog || boolean("access-log") {
-		server.Logs = &caddyhttp.ServerLogConfig{}
-	}
-
-	persist := false
-	cfg := &caddy.Config{
-		Admin:   &caddy.AdminConfig{Config: &caddy.ConfigSettings{Persist: &persist}},
-		Logging: logging,
-		AppsRaw: caddy.ModuleMap{
-			"http": caddyconfig.JSON(caddyhttp.App{Servers: map[string]*caddyhttp.Server{"wsgi": server}}, nil),
-		},
-	}
-	switch admin := str("admin"); admin {
-	case "":
-	case "off":
-		cfg.Admin.Disabled = true
-	default:
-		if _, err := caddy.ParseNetworkAddress(admin); err != nil {
-			return nil, sum, fmt.Errorf("--admin %q: %v", admin, err)
-		}
-		cfg.Admin.Listen = admin
-	}
-	return cfg, sum, nil
-}
-
 // workerFlags reads wsgi-server's --threads, -k and --worker-connections into h.
 func workerFlags(fs *pflag.FlagSet, h *WSGI) error {
 	h.Threads, _ = fs.GetInt("threads")
@@ -485,12 +245,12 @@ func workerFlags(fs *pflag.FlagSet, h *WSGI) error {
 		return fmt.Errorf("--threads: %d is not a positive integer", h.Threads)
 	}
 	h.WorkerClass, _ = fs.GetString("worker-class")
-	switch h.WorkerClass {
-	case "", "sync", "gevent":
-	case "gthread":
+	switch {
+	case workerpool.WorkerClass(h.WorkerClass).ServesWSGI():
+	case h.WorkerClass == "gthread":
 		h.WorkerClass = "" // Gunicorn's threaded class is --threads here
 	default:
-		if strings.Contains(strings.ToLower(h.WorkerClass), "uvicorn") || h.WorkerClass == "asgi" {
+		if strings.Contains(strings.ToLower(h.WorkerClass), "uvicorn") || workerpool.WorkerClass(h.WorkerClass) == workerpool.ClassASGI {
 			return fmt.Errorf("-k/--worker-class %q: ASGI apps run with `caddy asgi-server APP`", h.WorkerClass)
 		}
 		return fmt.Errorf("-k/--worker-class %q: want sync or gevent (gthread is --threads)", h.WorkerClass)
@@ -510,10 +270,8 @@ func asgiFlags(fs *pflag.FlagSet, h WSGI) (ASGI, error) {
 		return a, fmt.Errorf("--max-concurrency: %d is not an integer from 1 to 10000", a.MaxConcurrency)
 	}
 	a.Lifespan, _ = fs.GetString("lifespan")
-	switch a.Lifespan {
-	case "", "auto", "on", "off":
-	default:
-		return a, fmt.Errorf("--lifespan %q: want auto, on or off", a.Lifespan)
+	if err := workerpool.ValidateLifespan(a.Lifespan); err != nil {
+		return a, fmt.Errorf("--%w", err)
 	}
 	if fs.Changed("port") {
 		if p, _ := fs.GetInt("port"); p < 1 || p > 65535 {

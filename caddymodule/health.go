@@ -117,7 +117,7 @@ func poolNames() []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, h := range listPools() {
-		if !h.draining.Load() && !seen[h.name] {
+		if !h.pool.Draining() && !seen[h.name] {
 			seen[h.name] = true
 			out = append(out, h.name)
 		}

@@ -152,7 +152,7 @@ func TestHealthHandler(t *testing.T) {
 	// A draining pool does not count: with cold draining, warm is the only one.
 	for _, h := range listPools() {
 		if h.name == "cold" {
-			h.draining.Store(true)
+			h.pool.Stop(context.Background()) // never started: at once
 		}
 	}
 	rec, b = serveHealth(t, "", "GET")

@@ -74,9 +74,6 @@ type WSGI struct {
 	// With worker_class gevent: concurrent requests per worker. Default 100.
 	WorkerConnections int `json:"worker_connections,omitempty"`
 
-	lifespan string            // set by the asgi module
-	ws       websocket.Options // set by the asgi module
-
 	// How long a request may wait for a free worker thread before it gets 503 with
 	// Retry-After. Default 30s.
 	QueueTimeout caddy.Duration `json:"queue_timeout,omitempty"`
@@ -197,8 +194,22 @@ func (WSGI) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// handlerKind is what the handler module (wsgi or asgi) adds to the shared settings.
+type handlerKind struct {
+	name        string // the handler, in messages: wsgi or asgi
+	class       workerpool.WorkerClass
+	connections int    // channels per worker (worker_connections, max_concurrency)
+	lifespan    string // asgi
+	ws          websocket.Options
+}
+
+// wsgiKind is the wsgi handler's: the worker class and connections as configured.
+func (m *WSGI) wsgiKind() handlerKind {
+	return handlerKind{name: "wsgi", class: workerpool.WorkerClass(m.WorkerClass), connections: m.WorkerConnections}
+}
+
 // poolConfig is the part of the module that defines a pool: the key for reuse.
-func (m *WSGI) poolConfig(logger *zap.Logger) workerpool.Config {
+func (m *WSGI) poolConfig(logger *zap.Logger, kind handlerKind) workerpool.Config {
 	return workerpool.Config{
 		App:               m.App,
 		Python:            m.Python,
@@ -227,9 +238,9 @@ func (m *WSGI) poolConfig(logger *zap.Logger) workerpool.Config {
 		Group:             m.Group,
 		EnvInherit:        m.EnvInherit,
 		EnvFiles:          m.EnvFile,
-		WorkerClass:       m.WorkerClass,
-		WorkerConnections: m.WorkerConnections,
-		Lifespan:          m.lifespan,
+		WorkerClass:       kind.class,
+		WorkerConnections: kind.connections,
+		Lifespan:          kind.lifespan,
 		ServerSoftware:    "caddy-wsgi/" + Version,
 		Logger:            logger,
 	}
@@ -252,14 +263,19 @@ func timeout(d *caddy.Duration) time.Duration {
 // sites); if it fails on a reload (whatever the pool's name: a reload may switch apps),
 // the new config is rejected and the running one keeps serving.
 func (m *WSGI) Provision(ctx caddy.Context) error {
-	if err := platformError(m.kind()); err != nil {
+	return m.provision(ctx, m.wsgiKind())
+}
+
+// provision is Provision for either handler module.
+func (m *WSGI) provision(ctx caddy.Context, kind handlerKind) error {
+	if err := platformError(kind.name); err != nil {
 		return err
 	}
 	m.logger = ctx.Logger()
 	if m.Name == "" {
 		m.Name = m.App
 	}
-	cfg := m.poolConfig(m.logger)
+	cfg := m.poolConfig(m.logger, kind)
 	keyCfg := cfg
 	keyCfg.Logger = nil
 	key, err := json.Marshal(struct {
@@ -308,8 +324,7 @@ func (m *WSGI) Provision(ctx caddy.Context) error {
 		ScriptName: m.ScriptName,
 		Logger:     m.logger,
 		Observer:   holder.metrics,
-		ASGI:       m.WorkerClass == "asgi",
-		WebSocket:  m.ws,
+		WebSocket:  kind.ws,
 	})
 	return nil
 }

@@ -18,11 +18,3 @@ func unsupportedOS(goos, kind string) error {
 	}
 	return fmt.Errorf("the %s handler needs a Unix-like system: use WSL or a Linux container", kind)
 }
-
-// kind names the handler in messages: ASGI.Provision sets the asgi worker class first.
-func (m *WSGI) kind() string {
-	if m.WorkerClass == "asgi" {
-		return "asgi"
-	}
-	return "wsgi"
-}

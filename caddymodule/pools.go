@@ -4,7 +4,6 @@ import (
 	"context"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -27,11 +26,10 @@ var live = struct {
 
 // poolHolder is a pool with what the Caddy side keeps about it.
 type poolHolder struct {
-	name     string
-	created  time.Time
-	pool     *workerpool.Pool
-	metrics  *poolMetrics
-	draining atomic.Bool
+	name    string
+	created time.Time
+	pool    *workerpool.Pool
+	metrics *poolMetrics
 }
 
 func newPoolHolder(name string, pool *workerpool.Pool) *poolHolder {
@@ -45,7 +43,6 @@ func newPoolHolder(name string, pool *workerpool.Pool) *poolHolder {
 // Destruct stops the pool when its last config goes away: running requests may
 // finish within graceful_timeout.
 func (h *poolHolder) Destruct() error {
-	h.draining.Store(true)
 	err := h.pool.Stop(context.Background())
 	live.Lock()
 	delete(live.pools, h)
@@ -70,7 +67,7 @@ func findPool(name string) (*poolHolder, bool) {
 	var found *poolHolder
 	ok := false
 	for _, h := range listPools() {
-		if h.name == name && !h.draining.Load() {
+		if h.name == name && !h.pool.Draining() {
 			found, ok = h, true
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/caddy-wsgi/caddy-wsgi/protocol"
+	"github.com/caddy-wsgi/caddy-wsgi/workerpool"
 )
 
 // Request is what the server knows about a request beyond net/http's view of it:
@@ -34,17 +35,6 @@ func newHeaderKeys() headerKeys {
 	} {
 		k[name] = cgiName(name)
 	}
-	return k
-}
-
-// asgiHeaderKeys caches the `~name` keys of common headers (see writeASGIHeaders).
-func asgiHeaderKeys(cgi headerKeys) map[string]string {
-	k := make(map[string]string, len(cgi)+2)
-	for name := range cgi {
-		k[name] = "~" + strings.ToLower(name)
-	}
-	k["Content-Type"] = "~content-type"
-	k["Content-Length"] = "~content-length"
 	return k
 }
 
@@ -105,7 +95,7 @@ func (h *Handler) writeEnviron(fw *protocol.RequestWriter, r *http.Request, info
 	}
 	fw.Add("wsgi.url_scheme", scheme)
 	host, port := splitHostPort(r.Host)
-	if h.asgi {
+	if h.app == workerpool.ASGIScope {
 		host, port = "", "" // ASGI's server is the listening address, not the Host header
 	}
 	if host == "" {
@@ -141,9 +131,15 @@ func (h *Handler) writeEnviron(fw *protocol.RequestWriter, r *http.Request, info
 	} else if streamed {
 		fw.Add("HTTP_TRANSFER_ENCODING", "chunked")
 	}
-	if h.asgi {
+	if h.app == workerpool.ASGIScope {
 		return h.writeASGIHeaders(fw, r)
 	}
+	return h.writeWSGIHeaders(fw, r)
+}
+
+// writeWSGIHeaders adds the headers as PEP 3333 wants them: HTTP_* keys, the values of a
+// repeated header joined.
+func (h *Handler) writeWSGIHeaders(fw *protocol.RequestWriter, r *http.Request) error {
 	if r.Host != "" {
 		fw.Add("HTTP_HOST", r.Host)
 	}
@@ -167,33 +163,6 @@ func (h *Handler) writeEnviron(fw *protocol.RequestWriter, r *http.Request, info
 				fw.AppendValue(sep)
 				fw.AppendValue(v)
 			}
-		}
-	}
-	return nil
-}
-
-// writeASGIHeaders adds the headers as ASGI wants them: `~name` pairs, lowercase, each
-// value apart and in the order received, underscores kept (ASGI names do not alias).
-func (h *Handler) writeASGIHeaders(fw *protocol.RequestWriter, r *http.Request) error {
-	if r.Host != "" {
-		fw.Add("~host", r.Host)
-	}
-	if len(r.TransferEncoding) > 0 {
-		fw.Add("~transfer-encoding", strings.Join(r.TransferEncoding, ", "))
-	}
-	for name, values := range r.Header {
-		if name[0] == ':' {
-			continue // :protocol of an extended CONNECT
-		}
-		key, ok := h.asgiKeys[name]
-		if !ok {
-			key = "~" + strings.ToLower(name)
-		}
-		for _, v := range values {
-			if strings.IndexByte(v, 0) >= 0 {
-				return errNULHeader
-			}
-			fw.Add(key, v)
 		}
 	}
 	return nil

@@ -42,32 +42,11 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, info Re
 		http.Error(w, "Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
 		return
 	}
-	queued := time.Now()
-	lease, sendErr, err := h.dispatch(r, frame, false) // nothing may queue behind a WebSocket
-	if err != nil {
-		h.unavailable(w, r, err)
-		h.observe(time.Since(queued), 0, http.StatusServiceUnavailable)
-		return
-	}
-	slot := lease.Slot
-	dispatched := time.Now()
-	desc := "WEBSOCKET " + r.RequestURI
-	slot.Begin(desc)
-	ws := &wsExchange{exchange: exchange{h: h, w: w, r: r, slot: slot, conn: slot.Conn(), order: lease.Order, timeout: h.timeout, noWatch: true}}
-	healthy := ws.run(sendErr)
-	if ws.timedOut {
-		h.pool.KillStuck(slot, desc, time.Since(ws.start))
-		if !ws.expired {
-			ws.fail(http.StatusGatewayTimeout)
-		}
-	}
-	h.pool.Release(lease, healthy)
-	ws.endPump()
-	h.observe(dispatched.Sub(queued), time.Since(dispatched), ws.status())
-	if ws.abort {
-		panic(http.ErrAbortHandler)
-	}
+	ws := &wsExchange{exchange: exchange{h: h, w: w, r: r, timeout: h.timeout, noWatch: true}}
+	h.serve(ws, frame, false) // nothing may queue behind a WebSocket
 }
+
+func (ex *wsExchange) describe() string { return "WEBSOCKET " + ex.r.RequestURI }
 
 // wsExchange is a WebSocket over a worker channel. Before the handshake it is an HTTP
 // exchange (a refusal or a denial response is plain HTTP).

@@ -28,6 +28,7 @@ type wsgiPool struct {
 	BusyThreads   int              `json:"busy_threads"`
 	QueueDepth    int              `json:"queue_depth"`
 	Failing       bool             `json:"failing"`
+	Lifecycle     string           `json:"lifecycle"` // starting, ready, failing, draining, stopped
 	Restarts      map[string]int64 `json:"restarts"`
 	Workers       []wsgiWorker     `json:"workers"`
 }
@@ -35,6 +36,7 @@ type wsgiPool struct {
 type wsgiWorker struct {
 	Pid         int             `json:"pid"`
 	State       string          `json:"state"`
+	Lifecycle   string          `json:"lifecycle"` // booting, ready, busy, retiring, stopped
 	BusyThreads int             `json:"busy_threads"`
 	Requests    int64           `json:"requests"`
 	Started     json.RawMessage `json:"started"`
@@ -196,6 +198,9 @@ http://localhost:{PORT} {
 	if p.Restarts == nil {
 		t.Errorf("pool JSON has no restarts object: %s", poolJSON(p))
 	}
+	if p.Lifecycle != "ready" {
+		t.Errorf("idle pool: lifecycle %q, want ready", p.Lifecycle)
+	}
 	// default name: the app spec
 	if d := poolByName(mustPools(t, c), "lifecycle:application"); d == nil {
 		t.Errorf("the pool without `name` is not listed under its app spec %q: %v", "lifecycle:application", mustPools(t, c))
@@ -226,14 +231,14 @@ http://localhost:{PORT} {
 			t.Errorf("worker %d has no started", w.Pid)
 		}
 		if w.Pid != busyPid {
-			if w.State != "idle" || w.BusyThreads != 0 || len(w.Current) != 0 {
-				t.Errorf("the other worker %d: state %q busy_threads %d current %v, want idle 0 []", w.Pid, w.State, w.BusyThreads, w.Current)
+			if w.State != "idle" || w.Lifecycle != "ready" || w.BusyThreads != 0 || len(w.Current) != 0 {
+				t.Errorf("the other worker %d: state %q lifecycle %q busy_threads %d current %v, want idle ready 0 []", w.Pid, w.State, w.Lifecycle, w.BusyThreads, w.Current)
 			}
 			continue
 		}
 		found = true
-		if w.State != "busy" || w.BusyThreads != 1 || len(w.Current) != 1 {
-			t.Errorf("busy worker %d: state %q busy_threads %d current %+v, want busy 1 and one current request", w.Pid, w.State, w.BusyThreads, w.Current)
+		if w.State != "busy" || w.Lifecycle != "busy" || w.BusyThreads != 1 || len(w.Current) != 1 {
+			t.Errorf("busy worker %d: state %q lifecycle %q busy_threads %d current %+v, want busy busy 1 and one current request", w.Pid, w.State, w.Lifecycle, w.BusyThreads, w.Current)
 			continue
 		}
 		cur := w.Current[0]

@@ -38,7 +38,7 @@ func (p *Pool) autoscale(ctx context.Context) {
 		for w := range p.workers {
 			busy += w.busy
 		}
-		closed := p.closed
+		closed := p.state.Is(poolStopped)
 		p.mu.Unlock()
 		if closed {
 			return

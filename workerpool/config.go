@@ -64,11 +64,9 @@ type Config struct {
 	// come after the inherited ones and before Env.
 	EnvFiles []string
 
-	// WorkerClass is "sync" (default: threads serve one request each), "gevent" (the
-	// runtime monkey-patches the stdlib and serves WorkerConnections channels per process
-	// with greenlets, for apps that wait on I/O) or "asgi" (an ASGI 3 app on one asyncio
-	// loop, WorkerConnections concurrent requests per process).
-	WorkerClass       string
+	// WorkerClass is how a worker runs the app (see WorkerClass): sync (default), gevent
+	// or asgi, the last two with WorkerConnections channels per process.
+	WorkerClass       WorkerClass
 	WorkerConnections int // gevent: concurrent requests per worker, default 100; asgi: 1000
 
 	// Lifespan (asgi): "auto" (default: run the ASGI lifespan protocol, and go on without
@@ -87,19 +85,7 @@ func (c Config) Defaults() Config {
 	if c.Workers <= 0 {
 		c.Workers = runtime.NumCPU()
 	}
-	if c.WorkerClass == "gevent" || c.WorkerClass == "asgi" {
-		// Each greenlet or asyncio exchange has a channel, as each thread does in sync mode.
-		if c.WorkerConnections <= 0 {
-			c.WorkerConnections = 100
-			if c.WorkerClass == "asgi" {
-				c.WorkerConnections = 1000
-			}
-		}
-		c.Threads = c.WorkerConnections
-	}
-	if c.WorkerClass == "asgi" && c.Lifespan == "" {
-		c.Lifespan = "auto"
-	}
+	c = c.WorkerClass.defaults(c)
 	if c.Threads <= 0 {
 		c.Threads = 1
 	}
@@ -175,31 +161,8 @@ func (c Config) Validate() error {
 		c.MaxRequestsJitter < 0 || c.MaxLifetime < 0 || c.MaxLifetimeJitter < 0 || c.MaxRSS < 0 {
 		return errors.New("workers, threads, max_queue and the recycling limits must not be negative")
 	}
-	switch c.WorkerClass {
-	case "", "sync":
-		if c.Threads > 256 {
-			return fmt.Errorf("threads %d is more than 256", c.Threads)
-		}
-	case "gevent", "asgi":
-		if c.Preload && c.WorkerClass == "gevent" {
-			return errors.New("worker_class gevent cannot be combined with preload: gevent must patch before the app is imported, in each worker")
-		}
-		if c.Threads > 10000 {
-			return fmt.Errorf("worker_connections %d is more than 10000", c.Threads)
-		}
-		if err := checkFileLimit(c.Threads); err != nil {
-			return err
-		}
-		switch c.Lifespan {
-		case "", "auto", "on", "off":
-		default:
-			return fmt.Errorf("lifespan %q: want auto, on or off", c.Lifespan)
-		}
-		if c.Lifespan != "" && c.WorkerClass != "asgi" {
-			return errors.New("lifespan is for ASGI apps")
-		}
-	default:
-		return fmt.Errorf("worker_class %q: want sync or gevent (asgi: use the asgi directive)", c.WorkerClass)
+	if err := c.WorkerClass.validate(c); err != nil {
+		return err
 	}
 	if _, err := c.Interpreter(); err != nil {
 		return err

@@ -4,82 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 )
-
-// WorkerStats describes one worker process.
-type WorkerStats struct {
-	PID        int       `json:"pid"`
-	State      string    `json:"state"` // idle, busy
-	Busy       int       `json:"busy_threads"`
-	Requests   int64     `json:"requests"`
-	Started    time.Time `json:"started"`
-	RSS        int64     `json:"rss_bytes"`
-	Current    []Current `json:"current,omitempty"`
-	MaxRequest int64     `json:"max_requests,omitempty"`
-}
-
-// Current is a request a worker thread is running.
-type Current struct {
-	Request string  `json:"request"`
-	AgeSecs float64 `json:"age_seconds"`
-}
-
-// Stats is a snapshot of a pool.
-type Stats struct {
-	App         string           `json:"app"`
-	Positions   int              `json:"workers_wanted"`
-	Threads     int              `json:"threads"`
-	BusyThreads int              `json:"busy_threads"`
-	QueueDepth  int              `json:"queue_depth"`
-	Pipelined   int              `json:"pipelined"` // requests already written behind a running one
-	Failing     bool             `json:"failing"`
-	Restarts    map[string]int64 `json:"restarts"`
-	Workers     []WorkerStats    `json:"workers"`
-}
-
-// Stats returns a snapshot for the admin API and metrics.
-func (p *Pool) Stats() Stats {
-	p.mu.Lock()
-	st := Stats{
-		App: p.cfg.App, Positions: len(p.positions), Threads: p.cfg.Threads,
-		QueueDepth: p.waiters.len(), Failing: p.failing, Restarts: map[string]int64{},
-	}
-	for k, v := range p.restarts {
-		st.Restarts[k] = v
-	}
-	workers := make([]*worker, 0, len(p.workers))
-	busy := map[*worker]int{}
-	for w := range p.workers {
-		workers = append(workers, w)
-		for _, s := range w.slots {
-			if !s.since.IsZero() {
-				busy[w]++ // running; requests pipelined behind it are counted apart
-			}
-			st.Pipelined += len(s.queued)
-		}
-		st.BusyThreads += busy[w]
-	}
-	p.mu.Unlock()
-
-	now := time.Now()
-	for _, w := range workers {
-		ws := WorkerStats{PID: w.pid, State: "idle", Busy: busy[w], Requests: w.served.Load(),
-			Started: w.started, RSS: processRSS(w.pid), MaxRequest: w.maxRequests}
-		if ws.Busy > 0 {
-			ws.State = "busy"
-		}
-		for _, s := range w.slots {
-			if a := s.current.Load(); a != nil {
-				ws.Current = append(ws.Current, Current{Request: a.Request, AgeSecs: now.Sub(a.Since).Seconds()})
-			}
-		}
-		st.Workers = append(st.Workers, ws)
-	}
-	sort.Slice(st.Workers, func(i, j int) bool { return st.Workers[i].Started.Before(st.Workers[j].Started) })
-	return st
-}
 
 var errScaledDown = errors.New("scaled down")
 
@@ -144,14 +70,13 @@ func (p *Pool) replace(ctx context.Context, w *worker, reason string) error {
 	default:
 	}
 	w.requestRecycle(reason)
-	for !w.dead.Load() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-w.recycleErr:
-			return fmt.Errorf("restart stopped, the old workers keep serving: %w", err)
-		case <-time.After(10 * time.Millisecond):
-		}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case err := <-w.recycleErr:
+		return fmt.Errorf("restart stopped, the old workers keep serving: %w", err)
+	case <-w.state.Entered(workerRetiring):
+	case <-w.state.Entered(workerStopped):
 	}
 	return nil
 }
@@ -179,7 +104,7 @@ func (p *Pool) Scale(n int) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.state.Is(poolStopped) {
 		return ErrClosed
 	}
 	for len(p.positions) > n {

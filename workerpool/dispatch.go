@@ -47,7 +47,7 @@ func (l *Lease) Wait() (retry bool) {
 // body is complete in its REQUEST frame.
 func (p *Pool) Acquire(ctx context.Context, pipelinable bool) (*Lease, error) {
 	p.mu.Lock()
-	if p.closed {
+	if p.state.Is(poolStopped) {
 		p.mu.Unlock()
 		return nil, ErrClosed
 	}
@@ -55,7 +55,7 @@ func (p *Pool) Acquire(ctx context.Context, pipelinable bool) (*Lease, error) {
 		p.mu.Unlock()
 		return l, nil
 	}
-	if p.failing {
+	if p.failingLocked() {
 		p.mu.Unlock()
 		return nil, ErrUnavailable
 	}
@@ -99,7 +99,7 @@ func (p *Pool) handed(l *Lease) (*Lease, error) {
 	if l == nil {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		if p.closed {
+		if p.state.Is(poolStopped) {
 			return nil, ErrClosed
 		}
 		return nil, ErrUnavailable
@@ -146,7 +146,7 @@ func (p *Pool) queueBehindLocked() *Lease {
 	now := time.Now()
 	var best *Slot
 	for w := range p.workers {
-		if w.dead.Load() {
+		if w.leaving() {
 			continue
 		}
 		for _, s := range w.slots {
@@ -181,8 +181,8 @@ func (p *Pool) Release(l *Lease, healthy bool) {
 	w := s.worker
 	s.current.Store(nil)
 	served := w.served.Add(1)
-	if !healthy && !w.dead.Load() {
-		p.removeWorker(w)
+	if !healthy && !w.leaving() {
+		p.removeWorker(w, workerStopped) // about to be killed
 		p.log.Warn("killing worker after a broken exchange", zap.Int("pid", w.pid))
 		reason := ReasonBroken
 		w.stopReason.CompareAndSwap(nil, &reason)
@@ -203,7 +203,7 @@ func (p *Pool) Release(l *Lease, healthy bool) {
 		s.since, s.pipelinable = now, next.pipelinable
 		close(next.turn)
 		p.refillLocked(s)
-	} else if !w.dead.Load() {
+	} else if !w.leaving() {
 		s.since = time.Time{}
 		p.offerLocked(s)
 	} else {
@@ -217,6 +217,10 @@ func (p *Pool) Release(l *Lease, healthy bool) {
 		if exited(w) {
 			s.conn.Close() // the last exchange on a dead worker's channel
 		}
+	}
+	if w.busy == 0 && w.drained != nil {
+		close(w.drained) // retire waits for it
+		w.drained = nil
 	}
 	p.mu.Unlock()
 }
@@ -232,7 +236,7 @@ func exited(w *worker) bool {
 
 // refillLocked queues head waiters behind s's running exchange when pipelining pays.
 func (p *Pool) refillLocked(s *Slot) {
-	if !s.pipelinable || p.ewma >= pipelineMaxService || s.worker.dead.Load() {
+	if !s.pipelinable || p.ewma >= pipelineMaxService || s.worker.leaving() {
 		return
 	}
 	for len(s.queued) < pipelineDepth {

@@ -87,7 +87,7 @@ func (s *Slot) Begin(request string) { s.current.Store(&Activity{Request: reques
 // replaces it). The caller answers 504 and releases the slot as unhealthy.
 func (p *Pool) KillStuck(s *Slot, request string, elapsed time.Duration) {
 	w := s.worker
-	p.removeWorker(w) // its other threads look idle: no new request may go there
+	p.removeWorker(w, workerStopped) // about to be killed; its other threads look idle: no new request may go there
 	stacks := w.dumpStacks()
 	p.log.Error("request timed out; killing the worker",
 		zap.Int("pid", w.pid), zap.String("request", request), zap.Duration("elapsed", elapsed),
@@ -125,27 +125,25 @@ type Pool struct {
 	// background tasks (code watcher, autoscaler), stopped with the pool
 	background []context.CancelCauseFunc
 
-	stopped chan struct{} // closed when Stop begins
+	// state: starting, ready, failing, draining, stopped. Transitions happen under mu,
+	// with the workers and waiters they depend on.
+	state *lifecycle[poolState]
 
 	mu      sync.Mutex
 	waiters waitQueue
-	workers map[*worker]struct{}
+	workers map[*worker]struct{} // in dispatch
+	live    map[*worker]struct{} // every worker from its launch until its channels close
 	// codeGen counts Restarts; spawning counts the boots in progress by the codeGen
 	// they started under, so a Restart also replaces a worker that was still importing.
 	codeGen  uint64
 	spawning map[uint64]int
 	ewma     time.Duration // smoothed service time of an exchange, for pipelining
-	failing  bool          // the latest boot of every position failed and none is running
 	bootErrs int           // positions whose latest boot failed
 	lastErr  error
-	closed   bool
 	// Requests inside the handler (reading a body, queued, running), and when the
 	// latest one came in: Stop drains them before it closes the pool.
 	entered   atomic.Int64
 	lastEnter atomic.Int64 // unix nanoseconds
-	stopping  atomic.Bool
-	ready     chan struct{} // closed at the first READY or the first boot failure
-	readyOne  sync.Once
 }
 
 // New validates cfg and returns a pool that is not started yet.
@@ -156,17 +154,18 @@ func New(cfg Config) (*Pool, error) {
 	}
 	python, _ := cfg.Interpreter()
 	cred, _ := cfg.credential()
+	log := cfg.Logger.With(zap.String("app", cfg.App))
 	return &Pool{
 		cred:     cred,
 		cfg:      cfg,
-		log:      cfg.Logger.With(zap.String("app", cfg.App)),
+		log:      log,
 		python:   python,
 		env:      workerEnv(cfg),
 		workers:  make(map[*worker]struct{}),
+		live:     make(map[*worker]struct{}),
 		spawning: make(map[uint64]int),
 		restarts: make(map[string]int64),
-		ready:    make(chan struct{}),
-		stopped:  make(chan struct{}),
+		state:    newLifecycle(poolStarting, int(poolStates), poolTransition, "pool", log, nil),
 	}, nil
 }
 
@@ -174,8 +173,11 @@ func New(cfg Config) (*Pool, error) {
 // or Caddy stopping), one when the slot's worker retires (recycling, a rolling restart).
 // A long-lived exchange ends itself on either, so the drain does not wait for it.
 func (p *Pool) Retiring(s *Slot) (pool, worker <-chan struct{}) {
-	return p.stopped, s.worker.retiring
+	return p.state.Entered(poolDraining), s.worker.state.Entered(workerRetiring)
 }
+
+// Draining reports whether Stop has begun: the pool serves what still comes, then stops.
+func (p *Pool) Draining() bool { return p.state.Get() >= poolDraining }
 
 // Config returns the effective configuration.
 func (p *Pool) Config() Config { return p.cfg }
@@ -212,7 +214,8 @@ func (p *Pool) startPositionsLocked(n int) {
 // It reports whether a worker is serving.
 func (p *Pool) WaitReady(ctx context.Context) bool {
 	select {
-	case <-p.ready:
+	case <-p.state.Entered(poolReady):
+	case <-p.state.Entered(poolFailing):
 	case <-ctx.Done():
 	}
 	p.mu.Lock()
@@ -220,23 +223,35 @@ func (p *Pool) WaitReady(ctx context.Context) bool {
 	return len(p.workers) > 0
 }
 
-func (p *Pool) markReady() { p.readyOne.Do(func() { close(p.ready) }) }
-
 // addWorker makes a ready worker's slots available.
 func (p *Pool) addWorker(w *worker) {
 	p.mu.Lock()
+	w.state.To(workerReady)
 	p.workers[w] = struct{}{}
-	p.failing = false
+	p.state.To(poolReady)
 	for _, s := range w.slots {
 		p.offerLocked(s)
 	}
 	p.mu.Unlock()
-	p.markReady()
 }
 
-// removeWorker takes w out of dispatch: its idle slots go, busy ones are not put back.
-func (p *Pool) removeWorker(w *worker) {
-	w.dead.Store(true)
+// failingLocked reports whether requests get ErrUnavailable at once instead of
+// queueing. A draining pool has left the failing state, so there it is worked out: a
+// failing app being replaced must not hold its requests (and the drain) in the queue.
+func (p *Pool) failingLocked() bool {
+	switch p.state.Get() {
+	case poolFailing:
+		return true
+	case poolDraining:
+		return len(p.workers) == 0 && p.bootErrs > 0
+	}
+	return false
+}
+
+// removeWorker takes w out of dispatch, moving it to state to (retiring, or stopped
+// when it is about to be killed): its idle slots go, busy ones are not put back.
+func (p *Pool) removeWorker(w *worker, to workerState) {
+	w.state.To(to)
 	p.mu.Lock()
 	delete(p.workers, w)
 	w.idle = nil
@@ -266,27 +281,28 @@ func (p *Pool) bootFailed(failed bool) {
 	} else {
 		p.bootErrs--
 	}
-	p.failing = len(p.workers) == 0 && p.bootErrs > 0
-	if p.failing {
+	if len(p.workers) == 0 && p.bootErrs > 0 {
+		p.state.To(poolFailing) // also the end of WaitReady for a first boot that failed
 		for wt := p.waiters.pop(); wt != nil; wt = p.waiters.pop() {
 			wt.ch <- nil
 		}
-	}
-	if failed {
-		p.markReady()
+	} else if p.state.Is(poolFailing) {
+		p.state.To(poolReady) // requests wait for the worker that is booting again
 	}
 }
 
 // Stop stops taking requests, lets running ones finish within GracefulTimeout (or until
 // ctx ends), then stops every worker and waits for the processes to exit.
 func (p *Pool) Stop(ctx context.Context) error {
-	if p.stopping.Swap(true) {
+	p.mu.Lock()
+	draining := p.state.To(poolDraining) // long-lived exchanges (WebSockets) are asked to end now
+	p.mu.Unlock()
+	if !draining {
 		return nil
 	}
-	close(p.stopped) // long-lived exchanges (WebSockets) are asked to end now
 	p.drain(ctx)
 	p.mu.Lock()
-	p.closed = true
+	p.state.To(poolStopped)
 	for wt := p.waiters.pop(); wt != nil; wt = p.waiters.pop() {
 		wt.ch <- nil
 	}

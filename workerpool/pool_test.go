@@ -130,7 +130,7 @@ func TestDeadWorkerIsReplaced(t *testing.T) {
 			t.Fatal(err)
 		}
 		pid := s.Slot.PID()
-		alive := !s.Slot.worker.dead.Load()
+		alive := !s.Slot.worker.leaving()
 		p.Release(s, true)
 		if pid != oldPID && alive {
 			if logs.FilterMessage("worker exited; replacing it").Len() == 0 {

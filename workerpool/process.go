@@ -1,7 +1,6 @@
 package workerpool
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -9,9 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -19,7 +16,6 @@ import (
 	"github.com/caddy-wsgi/caddy-wsgi/protocol"
 	"github.com/caddy-wsgi/caddy-wsgi/pyruntime"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
 // worker is one Python process and its channels (one per thread).
@@ -30,14 +26,15 @@ type worker struct {
 	dump  *os.File // read end of the stack-dump pipe (faulthandler on SIGUSR1)
 	busy  int      // slots handed out; guarded by Pool.mu
 	idle  []*Slot  // slots ready for a request, last released last; guarded by Pool.mu
+	// drained, set by retire while requests run, is closed when the last one ends;
+	// guarded by Pool.mu.
+	drained chan struct{}
 
-	retiring   chan struct{} // closed when the worker starts retiring
-	retireOnce sync.Once
-	exited     chan struct{} // closed when the process has been reaped
-	exitErr    error         // set before exited is closed
-	dead       atomic.Bool   // no new requests: exited, broken, retiring or stopped
-	served     atomic.Int64
-	started    time.Time
+	state   *lifecycle[workerState]
+	exited  chan struct{} // closed when the process has been reaped (the state is stopped by then)
+	exitErr error         // set before exited is closed
+	served  atomic.Int64
+	started time.Time
 
 	maxRequests int64       // recycle after this many requests (0: never)
 	recycle     chan string // a reason to replace this worker; buffered, first one wins
@@ -66,14 +63,14 @@ func (e *BootError) Error() string {
 
 // workerConfig is the JSON the runtime reads from argv (see PROTOCOL.md).
 type workerConfig struct {
-	Threads        int      `json:"threads"`
-	DumpFD         int      `json:"dump_fd"`
-	Multiprocess   bool     `json:"multiprocess"`
-	ServerSoftware string   `json:"server_software"`
-	PythonPath     []string `json:"pythonpath"`
-	Hooks          string   `json:"hooks,omitempty"`
-	WorkerClass    string   `json:"worker_class,omitempty"`
-	Lifespan       string   `json:"lifespan,omitempty"`
+	Threads        int         `json:"threads"`
+	DumpFD         int         `json:"dump_fd"`
+	Multiprocess   bool        `json:"multiprocess"`
+	ServerSoftware string      `json:"server_software"`
+	PythonPath     []string    `json:"pythonpath"`
+	Hooks          string      `json:"hooks,omitempty"`
+	WorkerClass    WorkerClass `json:"worker_class,omitempty"`
+	Lifespan       string      `json:"lifespan,omitempty"`
 }
 
 func (p *Pool) workerConfigJSON(dumpFD int) string {
@@ -104,7 +101,7 @@ func (c childFiles) close() {
 // spawn starts one worker, by exec or by a fork of the zygote, and waits until it has
 // imported the app.
 func (p *Pool) spawn() (*worker, error) {
-	w := &worker{exited: make(chan struct{}), recycle: make(chan string, 1), recycleErr: make(chan error, 1), maxRequests: p.requestLimit(), retiring: make(chan struct{})}
+	w := p.newWorker()
 	w.codeGen = p.beginSpawn()
 	defer p.endSpawn(w.codeGen)
 	var child childFiles
@@ -139,6 +136,9 @@ func (p *Pool) spawn() (*worker, error) {
 		w.closeSlots()
 		return nil, err
 	}
+	p.mu.Lock()
+	p.live[w] = struct{}{}
+	p.mu.Unlock()
 	log := p.log.With(zap.Int("pid", w.pid))
 	go forwardOutput(pipes[1].r, log, zap.InfoLevel, "stdout")
 	go forwardOutput(pipes[2].r, log, zap.WarnLevel, "stderr")
@@ -149,6 +149,9 @@ func (p *Pool) spawn() (*worker, error) {
 		}
 		w.kill()
 		<-w.exited
+		p.mu.Lock()
+		delete(p.live, w)
+		p.mu.Unlock()
 		w.closeSlots()
 		return nil, err
 	}
@@ -224,10 +227,28 @@ func (w *worker) awaitReady(timeout time.Duration) error {
 	}
 }
 
+// newWorker returns a booting worker, before its process starts.
+func (p *Pool) newWorker() *worker {
+	w := &worker{
+		exited:      make(chan struct{}),
+		recycle:     make(chan string, 1),
+		recycleErr:  make(chan error, 1),
+		maxRequests: p.requestLimit(),
+	}
+	// pid is set before anything but spawn's goroutine can see the worker.
+	w.state = newLifecycle(workerBooting, int(workerStates), workerTransition, "worker", p.log,
+		func() zap.Field { return zap.Int("pid", w.pid) })
+	return w
+}
+
+// leaving reports whether the worker takes no new request: retiring or stopped. One
+// atomic load: Release asks it for every request.
+func (w *worker) leaving() bool { return w.state.Get() >= workerRetiring }
+
 // kill stops the worker's whole process group at once (and the worker itself, in case
 // a forked one has not made its own group yet).
 func (w *worker) kill() {
-	w.dead.Store(true)
+	w.state.To(workerStopped)
 	if w.pid > 0 {
 		kill(-w.pid, syscall.SIGKILL)
 		kill(w.pid, syscall.SIGKILL)
@@ -238,7 +259,6 @@ func (w *worker) kill() {
 // worker_exit hook (and, for ASGI, lifespan shutdown) and exits. SIGTERM follows if it
 // has not exited within grace.
 func (w *worker) terminate(grace time.Duration) {
-	w.dead.Store(true)
 	for _, s := range w.slots {
 		s.conn.Raw().CloseWrite()
 	}
@@ -297,123 +317,4 @@ func (w *worker) dumpStacks() string {
 		return "(no stack: the worker did not answer SIGUSR1)"
 	}
 	return string(out)
-}
-
-// forwardOutput turns each line a worker prints into a log entry. A Python traceback
-// (from "Traceback (most recent call last):" to its exception line) becomes one entry,
-// so it reads as one event in the log.
-func forwardOutput(r io.ReadCloser, log *zap.Logger, level zapcore.Level, stream string) {
-	defer r.Close()
-	emit := func(text string) {
-		if ce := log.Check(level, text); ce != nil {
-			ce.Write(zap.String("stream", stream))
-		}
-	}
-	var tb tracebackJoiner
-	br := bufio.NewReaderSize(r, 16<<10)
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			if text, ok := tb.add(strings.TrimRight(string(line), "\r\n")); ok {
-				emit(text)
-			}
-		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			if text, ok := tb.flush(); ok {
-				emit(text)
-			}
-			return
-		}
-	}
-}
-
-// tracebackJoiner groups the lines of a Python traceback.
-type tracebackJoiner struct{ lines []string }
-
-// add takes one line and returns a complete entry, if there is one.
-func (t *tracebackJoiner) add(line string) (string, bool) {
-	if len(t.lines) == 0 {
-		if line == "Traceback (most recent call last):" {
-			t.lines = append(t.lines, line)
-			return "", false
-		}
-		return line, true
-	}
-	t.lines = append(t.lines, line)
-	continuation := line == "" || line[0] == ' ' || line[0] == '\t' ||
-		line == "Traceback (most recent call last):" ||
-		strings.HasPrefix(line, "During handling of the above exception") ||
-		strings.HasPrefix(line, "The above exception was the direct cause")
-	if continuation && len(t.lines) < 500 {
-		return "", false
-	}
-	return t.flush()
-}
-
-func (t *tracebackJoiner) flush() (string, bool) {
-	if len(t.lines) == 0 {
-		return "", false
-	}
-	text := strings.Join(t.lines, "\n")
-	t.lines = t.lines[:0]
-	return text, true
-}
-
-func absPaths(paths []string) []string {
-	out := make([]string, 0, len(paths))
-	for _, p := range paths {
-		if a, err := filepath.Abs(p); err == nil {
-			p = a
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
-// basicEnv is what a worker inherits even with env_inherit off: what programs need to
-// run, nothing that is a secret.
-var basicEnv = []string{"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"}
-
-// workerEnv is Caddy's environment (as Gunicorn passes its own, or the part EnvInherit
-// allows), the venv's, then Env.
-func workerEnv(cfg Config) []string {
-	env := os.Environ()
-	if len(cfg.EnvInherit) > 0 {
-		keep := map[string]bool{}
-		for _, k := range basicEnv {
-			keep[k] = true
-		}
-		for _, k := range cfg.EnvInherit {
-			if k != "off" {
-				keep[k] = true
-			}
-		}
-		kept := env[:0:0]
-		for _, kv := range env {
-			if k, _, _ := strings.Cut(kv, "="); keep[k] {
-				kept = append(kept, kv)
-			}
-		}
-		env = kept
-	}
-	if cfg.Venv != "" {
-		venv, _ := filepath.Abs(cfg.Venv)
-		env = setEnv(env, "VIRTUAL_ENV", venv)
-		env = setEnv(env, "PATH", filepath.Join(venv, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"))
-	}
-	for k, v := range cfg.Env {
-		env = setEnv(env, k, v)
-	}
-	return env
-}
-
-func setEnv(env []string, key, value string) []string {
-	prefix := key + "="
-	for i, kv := range env {
-		if strings.HasPrefix(kv, prefix) {
-			env[i] = prefix + value
-			return env
-		}
-	}
-	return append(env, prefix+value)
 }

@@ -84,7 +84,7 @@ func (p *Pool) supervise(ctx context.Context, position int) {
 	for {
 		select {
 		case <-w.exited:
-			p.removeWorker(w)
+			p.removeWorker(w, workerStopped)
 			reason := ReasonCrash
 			if r := w.stopReason.Load(); r != nil {
 				reason = *r
@@ -205,36 +205,17 @@ func (s *supervisor) boot(ctx context.Context) *worker {
 // GracefulTimeout, then stops it.
 func (p *Pool) retire(w *worker, reason string) {
 	w.stopReason.Store(&reason)
-	p.removeWorker(w)
-	w.retireOnce.Do(func() { close(w.retiring) })
-	deadline := time.Now().Add(p.cfg.GracefulTimeout)
+	p.removeWorker(w, workerRetiring)
+	grace := p.cfg.GracefulTimeout
 	if reason == "stop" {
-		// Stop already spent the grace period draining the pool.
-		deadline = time.Now()
+		grace = 0 // Stop already spent the grace period draining the pool
 	}
-	busy := 0
-	for {
-		p.mu.Lock()
-		busy = w.busy
-		p.mu.Unlock()
-		if busy == 0 || time.Now().After(deadline) {
-			break
-		}
-		select {
-		case <-w.exited:
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	if busy > 0 {
+	if busy := p.awaitDrained(w, grace); busy > 0 {
 		// Past the grace period: like Gunicorn, do not wait any longer.
 		p.log.Warn("graceful timeout: killing a worker with requests still running", zap.Int("pid", w.pid), zap.Int("running", busy))
 		w.kill()
 	} else {
-		grace := time.Second
-		if p.cfg.WorkerClass == "asgi" {
-			grace = max(grace, p.cfg.GracefulTimeout) // lifespan shutdown
-		}
-		w.terminate(grace)
+		w.terminate(p.cfg.WorkerClass.retireGrace(p.cfg.GracefulTimeout))
 	}
 	select {
 	case <-w.exited:
@@ -246,13 +227,37 @@ func (p *Pool) retire(w *worker, reason string) {
 	p.closeDeadWorker(w)
 }
 
+// awaitDrained waits up to grace for w's running requests to end (Release closes
+// w.drained after the last one) and returns how many still run.
+func (p *Pool) awaitDrained(w *worker, grace time.Duration) (busy int) {
+	p.mu.Lock()
+	if w.busy == 0 || grace <= 0 {
+		defer p.mu.Unlock()
+		return w.busy
+	}
+	drained := make(chan struct{})
+	w.drained = drained
+	p.mu.Unlock()
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-drained:
+	case <-timer.C:
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w.drained = nil
+	return w.busy
+}
+
 // closeDeadWorker closes an exited worker's channels. A channel still leased is left to
 // its exchange, which may have a complete response left to read (the worker can exit
 // right after answering, with pipelining): Release closes it.
 func (p *Pool) closeDeadWorker(w *worker) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	w.dead.Store(true)
+	w.state.To(workerStopped)
+	delete(p.live, w)
 	for _, s := range w.slots {
 		if s.since.IsZero() && len(s.queued) == 0 {
 			s.conn.Close()

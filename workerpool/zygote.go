@@ -113,7 +113,8 @@ func (p *Pool) startZygote() (*zygote, error) {
 	go func() { waited <- cmd.Wait() }()
 
 	// The zygote's READY uses the boot handshake of a worker.
-	boot := &worker{pid: z.pid, slots: []*Slot{{conn: ctl}}, dump: z.dump, exited: make(chan struct{}), retiring: make(chan struct{})}
+	boot := p.newWorker() // the zygote's own boot handshake reads like a worker's
+	boot.pid, boot.slots, boot.dump = z.pid, []*Slot{{conn: ctl}}, z.dump
 	go func() { boot.exitErr = <-waited; close(boot.exited) }()
 	if err := boot.awaitReady(p.cfg.BootTimeout); err != nil {
 		if errors.Is(err, errBootTimeout) {
@@ -253,7 +254,7 @@ func (p *Pool) launchFork(w *worker, child childFiles) error {
 
 func (w *worker) markExited(err error) {
 	w.exitErr = err
-	w.dead.Store(true)
+	w.state.To(workerStopped)
 	close(w.exited)
 }
 
