@@ -38,26 +38,6 @@ import (
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-// ecoStart runs caddy with args in dir (the repository root when empty) with extra env, on
-// the ports of a fresh Caddy, and waits until the admin endpoint and the HTTP port answer.
-func ecoStart(t *testing.T, dir string, env []string, args func(c *Caddy) []string) *Caddy {
-	t.Helper()
-	c := newCaddy(t)
-	c.Env = append(c.Env, env...)
-	if dir == "" {
-		dir = repoRoot()
-	}
-	tmp := c.Dir
-	c.Dir = dir
-	a := args(c)
-	c.start(t, a)
-	c.Dir = tmp
-	if err := c.waitReady(30*time.Second, true); err != nil {
-		t.Fatalf("caddy %s did not become ready: %v\nlog:\n%s", strings.Join(a, " "), err, tail(c.Logs(), 20000))
-	}
-	return c
-}
-
 func ecoRead(t *testing.T, rel string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(repoRoot(), rel))

@@ -11,7 +11,6 @@ package integration
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -50,40 +49,9 @@ func fwClient(t *testing.T) *http.Client {
 	}
 }
 
-// fwDo sends req with client and returns the response with its body read.
-func fwDo(t *testing.T, client *http.Client, req *http.Request) (*http.Response, []byte) {
-	t.Helper()
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: reading body: %v", req.Method, req.URL, err)
-	}
-	return resp, b
-}
-
-func fwRandom(t *testing.T, n int) []byte {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func fwSHA256(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
-}
-
-func fwJSON(t *testing.T, what string, body []byte, v any) {
-	t.Helper()
-	if err := json.Unmarshal(body, v); err != nil {
-		t.Fatalf("%s: response is not JSON (%v): %.500q", what, err, body)
-	}
 }
 
 // onlyReader hides the concrete type of a reader so that net/http cannot learn the length of
@@ -91,9 +59,6 @@ func fwJSON(t *testing.T, what string, body []byte, v any) {
 type onlyReader struct{ r io.Reader }
 
 func (o onlyReader) Read(p []byte) (int, error) { return o.r.Read(p) }
-
-// fwQuote quotes a path for a Caddyfile token.
-func fwQuote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
 
 // ---------------------------------------------------------------------------------------------
 // Flask
@@ -452,43 +417,6 @@ func djangoManage(t *testing.T, env []string, args ...string) string {
 		t.Fatalf("manage.py %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
-}
-
-// djangoPrepare makes a fresh SQLite database with a superuser and a collected STATIC_ROOT
-// (whose admin/css/base.css carries a marker) in a temp dir.
-func djangoPrepare(t *testing.T) (db, static string, env []string) {
-	t.Helper()
-	tmp := t.TempDir()
-	db = filepath.Join(tmp, "db.sqlite3")
-	static = filepath.Join(tmp, "static")
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "DJANGO_") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env,
-		"DJANGO_SETTINGS_MODULE=mysite.settings",
-		"DJANGO_DB_PATH="+db,
-		"DJANGO_STATIC_ROOT="+static,
-		"DJANGO_SECRET_KEY=django-test-secret-key-for-caddy-wsgi-integration-tests-0123456789",
-		"DJANGO_SUPERUSER_USERNAME="+djangoAdminUser,
-		"DJANGO_SUPERUSER_EMAIL=admin@example.com",
-		"DJANGO_SUPERUSER_PASSWORD="+djangoAdminPassword,
-	)
-	djangoManage(t, env, "migrate", "--noinput", "-v", "0")
-	djangoManage(t, env, "createsuperuser", "--noinput")
-	djangoManage(t, env, "collectstatic", "--noinput", "-v", "0")
-
-	// Mark the collected copy of the admin CSS: only a server reading STATIC_ROOT (Caddy's
-	// file_server) can return these bytes; Django's staticfiles app would read the original.
-	css := filepath.Join(static, "admin", "css", "base.css")
-	f, err := os.OpenFile(css, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatalf("collectstatic did not produce %s: %v", css, err)
-	}
-	fmt.Fprintf(f, "\n/* collected copy, marker %d */\n", time.Now().UnixNano())
-	f.Close()
-	return db, static, env
 }
 
 // startDjango serves the example under /app/ with /static/ from file_server.

@@ -7,42 +7,13 @@ package integration
 // (no client that could retry or fix the request up).
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 )
-
-// rawExchange sends req on a new connection (halfClose: then shuts the write side, as a
-// client whose upload was cut) and returns the status and body of the answer.
-func rawExchange(t *testing.T, port int, req string, halfClose bool) (int, string) {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := io.WriteString(conn, req); err != nil {
-		t.Fatal(err)
-	}
-	if halfClose {
-		conn.(*net.TCPConn).CloseWrite()
-	}
-	method, _, _ := strings.Cut(req, " ")
-	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
-	if err != nil {
-		return 0, "no response: " + err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	return resp.StatusCode, string(b)
-}
 
 // seenTarget extracts (path, query) the app saw from a probe's JSON answer.
 func seenTarget(t *testing.T, asgi bool, body string) (string, string) {

@@ -6,7 +6,6 @@ package integration
 // streaming, close(), wsgi.file_wrapper, logging, HTTP/2.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -32,69 +31,7 @@ import (
 // ---------------------------------------------------------------------------------------------
 // helpers shared by the core tests
 
-// wsgiSite returns a Caddyfile (with the global block) serving app at site with the given
-// extra subdirective lines. python is {PYTHON}, chdir {APPS}, MARKER_DIR {TMP}.
-func wsgiSite(site, app string, opts ...string) string {
-	var b strings.Builder
-	b.WriteString(globalBlock())
-	fmt.Fprintf(&b, "%s {\n\twsgi %s {\n\t\tpython {PYTHON}\n\t\tchdir {APPS}\n\t\tenv MARKER_DIR {TMP}\n", site, app)
-	for _, o := range opts {
-		b.WriteString("\t\t" + o + "\n")
-	}
-	b.WriteString("\t}\n}\n")
-	return b.String()
-}
-
 const localSite = "http://127.0.0.1:{PORT}"
-
-type probeDoc struct {
-	Env           map[string]string `json:"env"`
-	Types         map[string]string `json:"types"`
-	EnvironIsDict bool              `json:"environ_is_dict"`
-	WSGI          probeWSGI         `json:"wsgi"`
-	BodyLen       int               `json:"body_len"`
-	BodySHA256    string            `json:"body_sha256"`
-	BodyHead      string            `json:"body_head"`
-	ReadAfterEOF  string            `json:"read_after_eof"`
-	Pid           int               `json:"pid"`
-	Ppid          int               `json:"ppid"`
-	Python        string            `json:"python"`
-	Prefix        string            `json:"prefix"`
-	Executable    string            `json:"executable"`
-	Cwd           string            `json:"cwd"`
-	SysPath       []string          `json:"sys_path"`
-	OSEnv         map[string]string `json:"osenv"`
-	raw           []byte
-}
-
-type probeWSGI struct {
-	Version         []int  `json:"version"`
-	URLScheme       string `json:"url_scheme"`
-	Multithread     bool   `json:"multithread"`
-	Multiprocess    bool   `json:"multiprocess"`
-	RunOnce         bool   `json:"run_once"`
-	InputTerminated *bool  `json:"input_terminated"`
-	HasFileWrapper  bool   `json:"has_file_wrapper"`
-}
-
-func parseProbe(t *testing.T, resp *http.Response, body []byte) *probeDoc {
-	t.Helper()
-	if resp.StatusCode != 200 {
-		t.Fatalf("probe answered %d (a wsgiref.validate assertion fails with 500): %.2000s", resp.StatusCode, body)
-	}
-	var d probeDoc
-	if err := json.Unmarshal(body, &d); err != nil {
-		t.Fatalf("probe body is not JSON: %v: %.500s", err, body)
-	}
-	d.raw = body
-	return &d
-}
-
-func getProbe(t *testing.T, url string) *probeDoc {
-	t.Helper()
-	resp, body := get(t, url)
-	return parseProbe(t, resp, body)
-}
 
 func sha256hex(b []byte) string {
 	s := sha256.Sum256(b)
@@ -119,39 +56,6 @@ func pattern(size int) []byte {
 	return out[:size]
 }
 
-// rawConn is a plain TCP connection for byte-exact HTTP/1.1 requests.
-type rawConn struct {
-	net.Conn
-	br *bufio.Reader
-}
-
-func dialRaw(t *testing.T, c *Caddy) *rawConn {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", c.Port), 5*time.Second)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &rawConn{Conn: conn, br: bufio.NewReader(conn)}
-}
-
-// roundTrip writes raw (CRLF line endings expected in raw) and reads one response for
-// method. The body is read fully; err reports a body read error (aborted response).
-func (rc *rawConn) roundTrip(t *testing.T, method, raw string) (*http.Response, []byte, error) {
-	t.Helper()
-	rc.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.WriteString(rc, raw); err != nil {
-		t.Fatalf("write: %v", err)
-	}
-	resp, err := http.ReadResponse(rc.br, &http.Request{Method: method})
-	if err != nil {
-		t.Fatalf("read response to %q: %v", firstLine(raw), err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return resp, body, err
-}
-
 func firstLine(s string) string {
 	if i := strings.Index(s, "\r\n"); i >= 0 {
 		return s[:i]
@@ -159,75 +63,9 @@ func firstLine(s string) string {
 	return s
 }
 
-// rawHeaderBlock reads the raw status line + headers (up to the blank line) of one response.
-func (rc *rawConn) rawHeaderBlock(t *testing.T) string {
-	t.Helper()
-	var b strings.Builder
-	for {
-		line, err := rc.br.ReadString('\n')
-		b.WriteString(line)
-		if err != nil || line == "\r\n" || line == "\n" {
-			return b.String()
-		}
-	}
-}
-
-// logLinesMatching returns caddy log lines for which f is true.
-func logLinesMatching(c *Caddy, f func(string) bool) []string {
-	var out []string
-	for _, l := range strings.Split(c.Logs(), "\n") {
-		if f(l) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-// waitLogLine waits until a log line satisfies f.
-func waitLogLine(c *Caddy, timeout time.Duration, f func(string) bool) []string {
-	deadline := time.Now().Add(timeout)
-	for {
-		if m := logLinesMatching(c, f); len(m) > 0 || time.Now().After(deadline) {
-			return m
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
-func isLevel(line string, levels ...string) bool {
-	for _, l := range levels {
-		if strings.Contains(line, `"level":"`+l+`"`) {
-			return true
-		}
-	}
-	return false
-}
-
-// waitFile polls for path and returns its content.
-func waitFile(path string, timeout time.Duration) (string, bool) {
-	deadline := time.Now().Add(timeout)
-	for {
-		if b, err := os.ReadFile(path); err == nil {
-			return string(b), true
-		}
-		if time.Now().After(deadline) {
-			return "", false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 var tokSeq struct {
 	sync.Mutex
 	n int
-}
-
-// token returns a unique id for markers and log lines.
-func token(prefix string) string {
-	tokSeq.Lock()
-	defer tokSeq.Unlock()
-	tokSeq.n++
-	return fmt.Sprintf("%s%d%d", prefix, time.Now().UnixNano()%1000000, tokSeq.n)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -471,20 +309,6 @@ http://127.0.0.1:{PORT} {
 
 // ---------------------------------------------------------------------------------------------
 // request bodies
-
-func chunked(body []byte, chunk int) string {
-	var b strings.Builder
-	for len(body) > 0 {
-		n := chunk
-		if n > len(body) {
-			n = len(body)
-		}
-		fmt.Fprintf(&b, "%x\r\n%s\r\n", n, body[:n])
-		body = body[n:]
-	}
-	b.WriteString("0\r\n\r\n")
-	return b.String()
-}
 
 func TestRequestBodies(t *testing.T) {
 	t.Parallel()

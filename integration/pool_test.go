@@ -6,10 +6,8 @@ package integration
 // and shutdown leaving no Python process behind.
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,100 +17,6 @@ import (
 	"testing"
 	"time"
 )
-
-type asyncResult struct {
-	code    int
-	body    []byte
-	err     error
-	elapsed time.Duration
-	header  http.Header
-}
-
-// goGet runs a GET in the background.
-func goGet(url string, timeout time.Duration) <-chan asyncResult {
-	ch := make(chan asyncResult, 1)
-	go func() {
-		st := time.Now()
-		cl := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
-		resp, err := cl.Get(url)
-		if err != nil {
-			ch <- asyncResult{err: err, elapsed: time.Since(st)}
-			return
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		ch <- asyncResult{code: resp.StatusCode, body: b, err: err, elapsed: time.Since(st), header: resp.Header}
-	}()
-	return ch
-}
-
-func awaitResult(t *testing.T, ch <-chan asyncResult, timeout time.Duration, what string) asyncResult {
-	t.Helper()
-	select {
-	case r := <-ch:
-		return r
-	case <-time.After(timeout):
-		t.Fatalf("%s: no answer within %v", what, timeout)
-		return asyncResult{}
-	}
-}
-
-func readPidMarker(t *testing.T, c *Caddy, id string) int {
-	t.Helper()
-	s, ok := waitFile(filepath.Join(c.Dir, "inflight-"+id), 10*time.Second)
-	if !ok {
-		t.Fatalf("request %s never reached the app", id)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil {
-		t.Fatalf("bad pid marker %q", s)
-	}
-	return pid
-}
-
-func pidOf(t *testing.T, body []byte) int {
-	t.Helper()
-	var d struct{ Pid int }
-	if err := json.Unmarshal(body, &d); err != nil || d.Pid == 0 {
-		t.Fatalf("no pid in %q", body)
-	}
-	return d.Pid
-}
-
-func contains(ps []int, p int) bool {
-	for _, x := range ps {
-		if x == p {
-			return true
-		}
-	}
-	return false
-}
-
-// waitReplaced waits until caddy has n live children, none of them dead.
-func waitReplaced(t *testing.T, c *Caddy, n int, dead int) []int {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		ps := c.WorkerPids()
-		if len(ps) >= n && !contains(ps, dead) {
-			return ps
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("worker %d not replaced: caddy's children are %v (want %d live ones)", dead, ps, n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func checkLaterRequestsSucceed(t *testing.T, c *Caddy, n int) {
-	t.Helper()
-	for i := 0; i < n; i++ {
-		code, body, err := tryGet(c.URL+"/pid", 15*time.Second)
-		if err != nil || code != 200 {
-			t.Errorf("request %d after the crash: %d %v %.200s", i, code, err, body)
-		}
-	}
-}
 
 func TestWorkerExitMidRequest(t *testing.T) {
 	t.Parallel()

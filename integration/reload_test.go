@@ -94,16 +94,6 @@ func loadJSON(c *Caddy, cfg []byte) (int, string, time.Duration) {
 	return code, string(b), time.Since(st)
 }
 
-// caddyReload runs `caddy reload` with a Caddyfile written to the test dir.
-func caddyReload(t *testing.T, c *Caddy, name, caddyfile string) (string, error) {
-	t.Helper()
-	path := filepath.Join(c.Dir, name)
-	if err := os.WriteFile(path, []byte(c.expandPlaceholders(t, caddyfile)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return runCaddyCmd(t, c.Dir, "reload", "--config", path, "--adapter", "caddyfile", "--address", c.Admin)
-}
-
 // ---------------------------------------------------------------------------------------------
 
 func TestReloadUnchangedKeepsPool(t *testing.T) {
