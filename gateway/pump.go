@@ -17,7 +17,8 @@ import (
 // a round trip through the disk: when memory is full the pump first waits up to
 // pumpSpillAfter for the client to take some, as long as the client keeps taking bytes, and
 // spills as soon as the client stalls for pumpStall. From then on that response spills
-// without waiting, so a client that reads nothing holds the worker pumpStall once. Blocks
+// without waiting, until the client has taken every spilled byte, so a client that reads
+// nothing holds the worker pumpStall once. Blocks
 // queued while the client is behind are coalesced into pumpSlab-sized buffers (reused across
 // responses), so the client gets fewer, larger writes.
 const (
@@ -79,6 +80,11 @@ func (p *pump) push(b []byte) error {
 	}
 	if p.err != nil {
 		return p.err
+	}
+	if p.slow && p.pending == int64(p.memBytes) {
+		// The client took every spilled byte: it was only briefly behind (a stall of the
+		// machine, not of the client), so memory is worth waiting for again.
+		p.slow = false
 	}
 	if p.memBytes+len(b) > pumpMemory && !p.slow {
 		p.waitForRoom(len(b))

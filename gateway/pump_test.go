@@ -86,3 +86,44 @@ func TestPumpSlowClientSpills(t *testing.T) {
 		t.Fatalf("got %d bytes, want %d (or out of order)", g.buf.Len(), len(want))
 	}
 }
+
+// A client that stalled once and then took every spilled byte was only briefly behind:
+// the pump goes back to memory for what follows instead of spilling the rest.
+func TestPumpClientThatCatchesUpLeavesTheDisk(t *testing.T) {
+	g := &gateWriter{open: make(chan struct{}), h: http.Header{}}
+	p := newPump(g, nil)
+	p.stall = 20 * time.Millisecond
+	want := pushBlocks(t, p, 40) // 2.5 MiB while the client takes nothing: spills
+	if p.spill == nil || !p.slow {
+		t.Fatal("a client that took nothing did not make the pump spill")
+	}
+	close(g.open)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p.mu.Lock()
+		left := p.pending
+		p.mu.Unlock()
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the client did not catch up: %d bytes pending", left)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	p.mu.Lock()
+	spilled := p.spillEnd
+	p.stall, p.spillAfter = 500*time.Millisecond, 10*time.Second // a loaded machine cannot fake a stall
+	p.mu.Unlock()
+	want = append(want, pushBlocks(t, p, 40)...) // the client keeps up now
+	p.close()
+	if err := p.wait(); err != nil {
+		t.Fatal(err)
+	}
+	if p.slow || p.spillEnd != spilled {
+		t.Errorf("after the client caught up the pump still spilled (%d more bytes, slow %v)", p.spillEnd-spilled, p.slow)
+	}
+	if !bytes.Equal(g.buf.Bytes(), want) {
+		t.Fatalf("got %d bytes, want %d (or out of order)", g.buf.Len(), len(want))
+	}
+}
