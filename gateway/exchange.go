@@ -65,7 +65,7 @@ const asgiCancelGrace = 5 * time.Second
 
 // run drives the exchange until the worker ends it. It reports whether the channel is
 // still in a known state (false: the worker must be replaced).
-func (ex *exchange) run(sendErr error) bool {
+func (ex *exchange) run() bool {
 	ex.start = time.Now()
 	if ex.timeout > 0 && ex.timeout <= watchAfter {
 		ex.watchClient()
@@ -73,18 +73,17 @@ func (ex *exchange) run(sendErr error) bool {
 	} else {
 		ex.conn.Raw().SetReadDeadline(ex.start.Add(watchAfter))
 	}
-	defer ex.conn.Raw().SetReadDeadline(time.Time{})
 	defer ex.unwatchClient()
-	if sendErr != nil {
-		return ex.workerLost(sendErr)
-	}
 	for {
 		t, p, end, healthy := ex.readFrame()
 		if end {
 			return healthy
 		}
 		done, err := ex.handle(t, p)
-		if !done && ex.stopWatch == nil {
+		if over, healthy := ex.settle(done, err); over {
+			return healthy
+		}
+		if ex.stopWatch == nil {
 			ex.watchClient() // a streamed response or body: it may last
 			ex.resetDeadline(time.Now())
 		} else if t == protocol.TypeBody || t == protocol.TypeFile || t == protocol.TypeRead {
@@ -92,14 +91,20 @@ func (ex *exchange) run(sendErr error) bool {
 			// being read is not stuck. The deadline runs again from here.
 			ex.resetDeadline(time.Now())
 		}
-		if err != nil {
-			return ex.brokeProtocol(err)
-		}
-		if done {
-			ex.finish()
-			return true
-		}
 	}
+}
+
+// settle ends the exchange after a frame was handled, when the frame completed it or broke
+// the protocol; over reports that it did, healthy how the channel was left.
+func (ex *exchange) settle(done bool, err error) (over, healthy bool) {
+	if err != nil {
+		return true, ex.brokeProtocol(err)
+	}
+	if done {
+		ex.finish()
+		return true, true
+	}
+	return false, false
 }
 
 // brokeProtocol handles a frame that breaks PROTOCOL.md: 502 (or an aborted response),

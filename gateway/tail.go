@@ -8,8 +8,8 @@ import (
 // exchanger is an exchange the shared tail drives: an HTTP request or a WebSocket.
 type exchanger interface {
 	base() *exchange
-	describe() string // what the slot serves, for the admin API and the timeout log
-	run(sendErr error) (healthy bool)
+	describe() string    // what the slot serves, for the admin API and the timeout log
+	run() (healthy bool) // the REQUEST frame is sent: read the worker's side until the end
 }
 
 // serve is the tail every exchange shares: dispatch to a worker thread, run, kill the
@@ -28,7 +28,13 @@ func (h *Handler) serve(x exchanger, frame []byte, pipelinable bool) {
 	ex.slot, ex.conn, ex.order = lease.Slot, lease.Slot.Conn(), lease.Order
 	desc := x.describe()
 	ex.slot.Begin(desc)
-	healthy := x.run(sendErr)
+	var healthy bool
+	if sendErr != nil {
+		healthy = ex.workerLost(sendErr)
+	} else {
+		healthy = x.run()
+		ex.conn.Raw().SetReadDeadline(time.Time{}) // the next exchange on this channel sets its own
+	}
 	if ex.timedOut {
 		h.pool.KillStuck(ex.slot, desc, time.Since(ex.start))
 		if !ex.expired { // an expired ASGI request already had its 504

@@ -58,13 +58,9 @@ type wsExchange struct {
 
 // run drives the handshake, then the open WebSocket. It reports whether the channel is
 // still in a known state.
-func (ex *wsExchange) run(sendErr error) bool {
+func (ex *wsExchange) run() bool {
 	ex.start = time.Now()
 	ex.resetDeadline(ex.start)
-	defer ex.conn.Raw().SetReadDeadline(time.Time{})
-	if sendErr != nil {
-		return ex.workerLost(sendErr)
-	}
 	for {
 		t, p, end, healthy := ex.readFrame()
 		if end {
@@ -86,12 +82,8 @@ func (ex *wsExchange) run(sendErr error) bool {
 			return ex.brokeProtocol(errors.New("WebSocket frame before the handshake"))
 		}
 		done, err := ex.handle(t, p) // a denial response, an error, a log line
-		if err != nil {
-			return ex.brokeProtocol(err)
-		}
-		if done {
-			ex.finish()
-			return true
+		if over, healthy := ex.settle(done, err); over {
+			return healthy
 		}
 	}
 }
