@@ -52,7 +52,7 @@ func (p *Pool) olderThan(gen uint64) (old []*worker, booting bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for w := range p.workers {
-		if w.codeGen < gen {
+		if w.codeGen < gen && !w.leaving() { // a retiring one is replaced already
 			old = append(old, w)
 		}
 	}
