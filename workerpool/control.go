@@ -91,6 +91,10 @@ func (p *Pool) beginSpawn() uint64 {
 func (p *Pool) endSpawn(gen uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.endSpawnLocked(gen)
+}
+
+func (p *Pool) endSpawnLocked(gen uint64) {
 	if p.spawning[gen]--; p.spawning[gen] <= 0 {
 		delete(p.spawning, gen)
 	}

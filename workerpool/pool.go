@@ -226,6 +226,7 @@ func (p *Pool) WaitReady(ctx context.Context) bool {
 // addWorker makes a ready worker's slots available.
 func (p *Pool) addWorker(w *worker) {
 	p.mu.Lock()
+	p.endSpawnLocked(w.codeGen) // in the same step as it joins: see spawn
 	w.state.To(workerReady)
 	p.workers[w] = struct{}{}
 	p.state.To(poolReady)
@@ -251,8 +252,8 @@ func (p *Pool) failingLocked() bool {
 // removeWorker takes w out of dispatch, moving it to state to (retiring, or stopped
 // when it is about to be killed): its idle slots go, busy ones are not put back.
 func (p *Pool) removeWorker(w *worker, to workerState) {
-	w.state.To(to)
 	p.mu.Lock()
+	w.state.To(to) // with the delete, in one step: who waits for the state sees it gone
 	delete(p.workers, w)
 	w.idle = nil
 	p.mu.Unlock()

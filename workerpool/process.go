@@ -103,7 +103,12 @@ func (c childFiles) close() {
 func (p *Pool) spawn() (*worker, error) {
 	w := p.newWorker()
 	w.codeGen = p.beginSpawn()
-	defer p.endSpawn(w.codeGen)
+	booted := false
+	defer func() {
+		if !booted {
+			p.endSpawn(w.codeGen)
+		}
+	}()
 	var child childFiles
 	defer func() { child.close() }()
 	for i := 0; i < p.cfg.Threads; i++ {
@@ -155,6 +160,10 @@ func (p *Pool) spawn() (*worker, error) {
 		w.closeSlots()
 		return nil, err
 	}
+	// The spawn ends when the worker joins dispatch (addWorker) or is turned away
+	// (the supervisor ends it when it turns the worker away): a Restart always sees it
+	// booting or serving.
+	booted = true
 	return w, nil
 }
 

@@ -192,6 +192,7 @@ func (s *supervisor) boot(ctx context.Context) *worker {
 		s.setBootFailing(false)
 		s.log.Info("worker ready", zap.Int("pid", w.pid), zap.Duration("boot", time.Since(start)))
 		if ctx.Err() != nil {
+			s.p.endSpawn(w.codeGen) // booted but turned away
 			s.p.retire(w, "stop")
 			return nil
 		}
