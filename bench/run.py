@@ -1610,16 +1610,8 @@ def main(argv):
     results = dict(meta=dict(
         timestamp=stamp, command="bench/run.sh " + " ".join(shlex.quote(x) for x in argv), args=vars(a),
         machine=machine_info(), versions=versions, caddy_snake=snake, uwsgi=uw, wsload=wsl,
-        git=first_line(["sh", "-c", "cat %s/.git/HEAD 2>/dev/null" % ROOT]),
+        git=(first_line(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"]) or "?"),
         contenders={}, workloads=[w["name"] for w in workloads]), cells=[])
-    head = (ROOT / ".git" / "HEAD")
-    try:
-        ref = head.read_text().strip()
-        if ref.startswith("ref: "):
-            ref = (ROOT / ".git" / ref[5:]).read_text().strip()
-        results["meta"]["git"] = ref[:12]
-    except OSError:
-        results["meta"]["git"] = "?"
 
     if any(w["name"] == "hello" for w in workloads):
         log("== IPC probe (for the hello cell): bench/.build/ipcprobe")
