@@ -104,7 +104,7 @@ func (c *handoffConn) record(b []byte) {
 		c.sawFirstBytes(b)
 	}
 	if c.overflow || len(c.after)+len(b) > maxReplay {
-		c.overflow, c.after = true, c.after[:0]
+		c.overflow, c.after = true, nil // a body is being read: keep no 64 KiB per idle connection
 		return
 	}
 	c.after = append(c.after, b...)
