@@ -103,6 +103,9 @@ func (c *handoffConn) record(b []byte) {
 	if c.kind == 0 {
 		c.sawFirstBytes(b)
 	}
+	if c.kind == otherProto {
+		return // never moved (movable): nothing to replay
+	}
 	if c.overflow || len(c.after)+len(b) > maxReplay {
 		c.overflow, c.after = true, nil // a body is being read: keep no 64 KiB per idle connection
 		return
