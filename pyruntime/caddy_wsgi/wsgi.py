@@ -53,8 +53,18 @@ class InputStream:
             return data
         while len(buf) < size and not self._eof:
             self._pull(size - len(buf))
-        data = bytes(buf[:size])
-        del buf[:size]
+        return self._take(size)
+
+    def _take(self, n):
+        """The first n buffered bytes, copied once (buf[:n] would copy them twice)."""
+        buf = self._buf
+        if n >= len(buf):
+            data = bytes(buf)
+            buf.clear()
+            return data
+        with memoryview(buf) as view:
+            data = bytes(view[:n])
+        del buf[:n]  # O(1) at the front of a bytearray
         return data
 
     def readline(self, size=-1):
@@ -73,9 +83,7 @@ class InputStream:
             self._pull(READ_CHUNK)
         if 0 <= size < end:
             end = size
-        line = bytes(buf[:end])
-        del buf[:end]
-        return line
+        return self._take(end)
 
     def readlines(self, hint=-1):
         hint = _size_arg(hint)
