@@ -29,7 +29,7 @@ const (
 	// client that merely waited for a CPU sent 100 MiB streams through the disk (2 CPUs,
 	// 4 busy processes; 15 ms: +9 % MiB/s, −15 % Caddy CPU per stream).
 	pumpStall = 15 * time.Millisecond
-	pumpSlab       = 256 << 10
+	pumpSlab  = 256 << 10
 )
 
 // pumpItem is one piece of the response, in order: bytes in memory, a stretch of the
