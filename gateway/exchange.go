@@ -86,7 +86,7 @@ func (ex *exchange) run() bool {
 		if ex.stopWatch == nil {
 			ex.watchClient() // a streamed response or body: it may last
 			ex.resetDeadline(time.Now())
-		} else if t == protocol.TypeBody || t == protocol.TypeFile || t == protocol.TypeRead {
+		} else if t == protocol.TypeBody || t == protocol.TypeRingBody || t == protocol.TypeFile || t == protocol.TypeRead {
 			// Progress: a stream that keeps producing (server-sent events) or an upload
 			// being read is not stuck. The deadline runs again from here.
 			ex.resetDeadline(time.Now())
@@ -210,6 +210,14 @@ func (ex *exchange) drainExpired(t protocol.Type, p []byte) (done bool, err erro
 			f.Close()
 		}
 		return false, err
+	case protocol.TypeRing:
+		return false, ex.conn.AttachRing(p)
+	case protocol.TypeRingBody:
+		_, slot, ring, err := ex.conn.TakeRingBody(p)
+		if err == nil {
+			ring.Free(slot)
+		}
+		return false, err
 	case protocol.TypeLog:
 		level, text, err := protocol.DecodeLog(p)
 		if err == nil {
@@ -264,6 +272,13 @@ func (ex *exchange) handle(t protocol.Type, p []byte) (done bool, err error) {
 		}
 		ex.writeBody(p, true)
 		return false, nil
+	case protocol.TypeRingBody:
+		if !ex.started {
+			return false, errors.New("RING_BODY before HEADERS")
+		}
+		return false, ex.writeRingBlock(p)
+	case protocol.TypeRing:
+		return false, ex.conn.AttachRing(p)
 	case protocol.TypeFile:
 		if !ex.started {
 			return false, errors.New("FILE before HEADERS")

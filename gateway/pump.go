@@ -6,6 +6,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/caddy-wsgi/caddy-wsgi/protocol"
 )
 
 // A slow client must never hold a Python worker. The pump writes a streamed response to
@@ -40,6 +42,8 @@ type pumpItem struct {
 	file  *os.File // sent from its current offset (sendfile when the connection allows)
 	off   int64
 	n     int64
+	ring  *protocol.Ring // data is this ring's slot, freed once written
+	slot  int
 }
 
 type pump struct {
@@ -75,9 +79,21 @@ func newPump(w http.ResponseWriter, slabs *sync.Pool) *pump {
 
 // push queues a copy of b. It waits only when pumpDisk bytes are already queued, and
 // reports a client that failed.
-func (p *pump) push(b []byte) error {
+func (p *pump) push(b []byte) error { return p.queue(b, nil, 0) }
+
+// pushRing queues b, a slot of the response ring, uncopied while it fits in memory; the
+// pump frees the slot once the bytes are written or spilled, or when it fails.
+func (p *pump) pushRing(b []byte, r *protocol.Ring, slot int) error { return p.queue(b, r, slot) }
+
+func (p *pump) queue(b []byte, r *protocol.Ring, slot int) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	kept := false
+	defer func() {
+		if r != nil && !kept {
+			r.Free(slot)
+		}
+	}()
 	for p.err == nil && p.pending+int64(len(b)) > pumpDisk && p.pending > 0 {
 		p.wake.Wait()
 	}
@@ -96,7 +112,12 @@ func (p *pump) push(b []byte) error {
 		}
 	}
 	if p.memBytes+len(b) <= pumpMemory || !p.spillTo(b) {
-		p.appendMem(b)
+		if r != nil {
+			p.items = append(p.items, pumpItem{data: b, n: int64(len(b)), ring: r, slot: slot})
+			kept = true
+		} else {
+			p.appendMem(b)
+		}
 		p.memBytes += len(b)
 	}
 	p.pending += int64(len(b))
@@ -158,7 +179,8 @@ func (p *pump) slab() []byte {
 	return (*p.slabs.Get().(*[]byte))[:0]
 }
 
-func (it *pumpItem) isMem() bool { return it.file == nil && !it.spill }
+// isMem reports an item in a buffer of the pump's own, which later blocks may extend.
+func (it *pumpItem) isMem() bool { return it.file == nil && !it.spill && it.ring == nil }
 
 // recycle returns a slab to the pool (other buffers are left to the GC).
 func (p *pump) recycle(b []byte) {
@@ -221,6 +243,9 @@ func (p *pump) run() {
 			if it.file != nil {
 				it.file.Close()
 			}
+			if it.ring != nil {
+				it.ring.Free(it.slot)
+			}
 		}
 		p.items = nil
 		if p.spill != nil {
@@ -250,7 +275,10 @@ func (p *pump) run() {
 		p.mu.Lock()
 		if it.file == nil {
 			p.pending -= it.n
-			if !it.spill {
+			if it.ring != nil {
+				p.memBytes -= len(it.data)
+				it.ring.Free(it.slot)
+			} else if !it.spill {
 				p.memBytes -= len(it.data)
 				p.recycle(it.data)
 			}

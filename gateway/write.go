@@ -62,8 +62,44 @@ const directWrite = 64 << 10
 // (server-sent events, PEP 3333's "no buffering"). A block that is the whole body sets
 // Content-Length so the connection can be kept alive without chunking.
 func (ex *exchange) writeBody(b []byte, flush bool) {
-	if ex.discard {
+	b = ex.admit(b, flush)
+	if b == nil {
 		return
+	}
+	if ex.pump == nil && !flush && len(b) <= directWrite {
+		if _, err := ex.w.Write(b); err != nil {
+			ex.clientGone(err)
+		}
+		return
+	}
+	if err := ex.startPump().push(b); err != nil {
+		ex.clientGone(err)
+	}
+}
+
+// writeRingBlock queues a block the worker put in the response ring (RING_BODY): the
+// client gets it from the shared memory, uncopied, and the slot is freed once it is
+// written (or copied aside for a slow client, or dropped).
+func (ex *exchange) writeRingBlock(p []byte) error {
+	b, slot, ring, err := ex.conn.TakeRingBody(p)
+	if err != nil {
+		return err
+	}
+	if b = ex.admit(b, true); b == nil {
+		ring.Free(slot)
+		return nil
+	}
+	if err := ex.startPump().pushRing(b, ring, slot); err != nil {
+		ex.clientGone(err)
+	}
+	return nil
+}
+
+// admit commits the headers for a body block and returns what of it may be sent: nil
+// when nothing (the response is discarded, has no body, or Content-Length is reached).
+func (ex *exchange) admit(b []byte, flush bool) []byte {
+	if ex.discard {
+		return nil
 	}
 	if ex.pending && !flush && ex.remaining < 0 && ex.hasBody {
 		ex.header["Content-Length"] = []string{strconv.Itoa(len(b))}
@@ -71,7 +107,7 @@ func (ex *exchange) writeBody(b []byte, flush bool) {
 	}
 	ex.commit()
 	if len(b) == 0 || !ex.hasBody {
-		return
+		return nil
 	}
 	if ex.remaining >= 0 {
 		if int64(len(b)) > ex.remaining {
@@ -80,18 +116,17 @@ func (ex *exchange) writeBody(b []byte, flush bool) {
 		}
 		ex.remaining -= int64(len(b))
 	}
-	if ex.pump == nil && !flush && len(b) <= directWrite {
-		if _, err := ex.w.Write(b); err != nil {
-			ex.clientGone(err)
-		}
-		return
+	if len(b) == 0 {
+		return nil
 	}
+	return b
+}
+
+func (ex *exchange) startPump() *pump {
 	if ex.pump == nil {
 		ex.pump = newPump(ex.w, &ex.h.slabs)
 	}
-	if err := ex.pump.push(b); err != nil {
-		ex.clientGone(err)
-	}
+	return ex.pump
 }
 
 // endPump lets the pump write what is queued and waits for it; it runs after the
@@ -176,12 +211,9 @@ func (ex *exchange) sendFile(p []byte) error {
 	if ex.remaining >= 0 {
 		ex.remaining -= n
 	}
-	if ex.pump == nil {
-		ex.pump = newPump(ex.w, &ex.h.slabs)
-	}
 	owned := f
 	f = nil // the pump closes it once sent
-	if err := ex.pump.pushFile(owned, n); err != nil {
+	if err := ex.startPump().pushFile(owned, n); err != nil {
 		ex.clientGone(err)
 	}
 	return nil

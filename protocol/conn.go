@@ -29,8 +29,9 @@ type Conn struct {
 	r, w int
 	oob  []byte
 
-	fdMu sync.Mutex // fds is touched by the reader and by Close
+	fdMu sync.Mutex // fds and ring are touched by the reader and by Close
 	fds  []int
+	ring *Ring // the response ring, once the worker sent one
 
 	wmu sync.Mutex
 }
@@ -142,6 +143,47 @@ func (c *Conn) TakeFile(name string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), name), nil
 }
 
+// AttachRing maps the response ring of a RING frame (its memfd is the oldest received
+// descriptor). A channel has at most one.
+func (c *Conn) AttachRing(p []byte) error {
+	slots, slotSize, err := DecodeRing(p)
+	if err != nil {
+		return err
+	}
+	f, err := c.TakeFile("wsgi-response-ring")
+	if err != nil {
+		return err
+	}
+	r, err := MapRing(f, slots, slotSize)
+	if err != nil {
+		return err
+	}
+	c.fdMu.Lock()
+	defer c.fdMu.Unlock()
+	if c.ring != nil {
+		r.Close()
+		return violation("a second RING frame on one channel")
+	}
+	c.ring = r
+	return nil
+}
+
+// TakeRingBody returns the block of a RING_BODY frame; free(slot) must follow its last use.
+func (c *Conn) TakeRingBody(p []byte) (b []byte, slot int, r *Ring, err error) {
+	slot, n, err := DecodeRingBody(p)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	c.fdMu.Lock()
+	r = c.ring
+	c.fdMu.Unlock()
+	if r == nil {
+		return nil, 0, nil, violation("RING_BODY before RING")
+	}
+	b, err = r.Take(slot, n)
+	return b, slot, r, err
+}
+
 // Write sends complete frames.
 func (c *Conn) Write(frames []byte) error {
 	c.wmu.Lock()
@@ -157,6 +199,10 @@ func (c *Conn) Close() error {
 		closeFD(fd)
 	}
 	c.fds = nil
+	if c.ring != nil {
+		c.ring.Close() // blocks still queued for clients keep it mapped
+		c.ring = nil
+	}
 	c.fdMu.Unlock()
 	return c.uc.Close()
 }

@@ -34,6 +34,8 @@ const (
 	TypeWSSend    Type = 0x18 // ASGI: a message for the client: u8 flags, data
 	TypeWSClose   Type = 0x19 // ASGI: close the WebSocket: u16 code, UTF-8 reason
 	TypeTrailers  Type = 0x1A // ASGI: response trailers (header pairs)
+	TypeRingBody  Type = 0x1B // a body block in the response ring: u8 slot, u32 length
+	TypeRing      Type = 0x1C // the channel's response ring: u32 slots, u32 slot size; its memfd in SCM_RIGHTS
 	TypeReady     Type = 0x20
 	TypeBootError Type = 0x21
 )
@@ -78,7 +80,8 @@ func violation(format string, args ...any) error {
 func knownFromWorker(t Type) bool {
 	switch t {
 	case TypeHeaders, TypeBody, TypeFile, TypeEnd, TypeRead, TypeError, TypeLog, TypeReady, TypeBootError,
-		TypeForked, TypeExited, TypeWSAccept, TypeWSSend, TypeWSClose, TypeTrailers, TypeInformational:
+		TypeForked, TypeExited, TypeWSAccept, TypeWSSend, TypeWSClose, TypeTrailers, TypeInformational,
+		TypeRingBody, TypeRing:
 		return true
 	}
 	return false

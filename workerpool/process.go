@@ -71,6 +71,9 @@ type workerConfig struct {
 	Hooks          string      `json:"hooks,omitempty"`
 	WorkerClass    WorkerClass `json:"worker_class,omitempty"`
 	Lifespan       string      `json:"lifespan,omitempty"`
+	// Ring: Caddy maps response rings (PROTOCOL.md); the worker makes one only where
+	// Python has os.memfd_create.
+	Ring bool `json:"ring"`
 }
 
 func (p *Pool) workerConfigJSON(dumpFD int) string {
@@ -84,6 +87,7 @@ func (p *Pool) workerConfigJSON(dumpFD int) string {
 		Hooks:          cfg.Hooks,
 		WorkerClass:    cfg.WorkerClass,
 		Lifespan:       cfg.Lifespan,
+		Ring:           true,
 	})
 	return string(b)
 }

@@ -82,6 +82,7 @@ def parse_config(text):
         'hooks': config.get('hooks') or '',
         'worker_class': config.get('worker_class') or 'sync',
         'lifespan': config.get('lifespan') or 'auto',
+        'ring': config.get('ring') is True,
     }
     if config['lifespan'] not in ('auto', 'on', 'off'):
         raise ValueError('config lifespan must be auto, on or off')

@@ -28,6 +28,8 @@ WS_SEND = 0x18  # ASGI WebSocket: a message for the client (u8 flags, data)
 WS_CLOSE = 0x19  # ASGI WebSocket: close (u16 code, UTF-8 reason)
 TRAILERS = 0x1A  # ASGI http.response.trailers (block of header pairs)
 INFORMATIONAL = 0x1F  # a 1xx (103 Early Hints) before the response (block: code, pairs)
+RING_BODY = 0x1B  # a body block in the response ring (u8 slot, u32 length)
+RING = 0x1C  # the channel's response ring (u32 slots, u32 slot size; its memfd in SCM_RIGHTS)
 # Boot, worker -> Caddy, channel 0
 READY = 0x20
 BOOT_ERROR = 0x21
@@ -39,12 +41,13 @@ FORK_FDS = 0x33  # Caddy -> zygote: empty; the next descriptors of a FORK
 
 FRAME_TYPES = frozenset(
     (REQUEST, DATA, CANCEL, WS_RECEIVE, WS_DISCONNECT, HEADERS, BODY, FILE, END, READ, ERROR,
-     LOG, WS_ACCEPT, WS_SEND, WS_CLOSE, TRAILERS, READY, BOOT_ERROR, INFORMATIONAL))
+     LOG, WS_ACCEPT, WS_SEND, WS_CLOSE, TRAILERS, READY, BOOT_ERROR, INFORMATIONAL, RING_BODY,
+     RING))
 # Frames a worker may receive; anything else from Caddy is a protocol violation.
 INBOUND_TYPES = frozenset((REQUEST, DATA, CANCEL, WS_RECEIVE, WS_DISCONNECT))
 # Payload sizes fixed by the protocol, checked on the header so that a bogus length is
 # refused before its payload is read.
-_FIXED_LENGTH = {CANCEL: 0, END: 0, READ: 4, FILE: 16}
+_FIXED_LENGTH = {CANCEL: 0, END: 0, READ: 4, FILE: 16, RING_BODY: 5, RING: 8}
 
 FLAG_STREAM = 0x01  # REQUEST: the body is pulled with READ
 FLAG_WEBSOCKET = 0x02  # REQUEST: a WebSocket handshake (ASGI workers only)
@@ -64,6 +67,8 @@ _U32 = struct.Struct('>I')
 _HEAD_U32 = struct.Struct('>IBI')  # READ frame
 _FILE_PAYLOAD = struct.Struct('>Qq')
 _HEAD_FILE = struct.Struct('>IBQq')
+_HEAD_RING_BODY = struct.Struct('>IBBI')  # RING_BODY: + u8 slot, u32 length
+_HEAD_RING = struct.Struct('>IBII')  # RING: + u32 slots, u32 slot size
 
 
 class ProtocolError(Exception):
@@ -115,6 +120,14 @@ def encode_body(data):
 
 def encode_file(offset, count):
     return _HEAD_FILE.pack(16, FILE, offset, count)
+
+
+def encode_ring_body(slot, n):
+    return _HEAD_RING_BODY.pack(5, RING_BODY, slot, n)
+
+
+def encode_ring(slots, slot_size):
+    return _HEAD_RING.pack(8, RING, slots, slot_size)
 
 
 def encode_end():
@@ -312,6 +325,14 @@ def _decode_ready(p):
     return (info,)
 
 
+def _decode_ring_body(p):
+    return tuple(_HEAD_RING_BODY.unpack_from(bytes(5) + bytes(p))[2:])
+
+
+def _decode_ring(p):
+    return tuple(_HEAD_RING.unpack_from(bytes(5) + bytes(p))[2:])
+
+
 _DECODERS = {
     REQUEST: decode_request, DATA: decode_data, CANCEL: _decode_empty,
     HEADERS: _decode_headers, BODY: _decode_body, FILE: _decode_file, END: _decode_empty,
@@ -320,6 +341,7 @@ _DECODERS = {
     WS_RECEIVE: decode_ws_message, WS_DISCONNECT: decode_ws_close,
     WS_ACCEPT: _decode_block, WS_SEND: decode_ws_message, WS_CLOSE: decode_ws_close,
     TRAILERS: _decode_block, INFORMATIONAL: _decode_block,
+    RING_BODY: _decode_ring_body, RING: _decode_ring,
 }
 
 

@@ -23,7 +23,7 @@ class Channel(BlockingChannel):
     """Serves one socket, one exchange at a time, on the thread that calls serve()."""
 
     def __init__(self, worker, sock, base):
-        BlockingChannel.__init__(self, sock, worker.peer_gone)
+        BlockingChannel.__init__(self, sock, worker.peer_gone, worker.config.get('ring', False))
         self.app = worker.app
         self.base = base
         self.pre_request = None  # hooks, when the hooks module defines them

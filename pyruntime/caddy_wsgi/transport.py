@@ -3,18 +3,30 @@
 serve (receive buffer, READ/DATA round trips, scatter sends)."""
 
 import array
+import mmap
+import os
 import socket
 
 from .codec import (
     CANCEL, DATA, FLAG_FINAL, HEAD, INBOUND_TYPES, MAX_HEADER_BLOCK, MAX_PAYLOAD, REQUEST, BODY,
     END_FRAME, ProtocolError, check_header, decode_data_view, encode_body, encode_log,
-    encode_read, frame_head, headers_prefix)
+    encode_read, encode_ring, encode_ring_body, frame_head, headers_prefix)
 from .process import violation
 
 _RECV_BUFFER = 256 * 1024
 _SENDMSG_MIN = 32768  # below this, one copy into a single buffer beats a scatter send
 _SCM_RIGHTS = getattr(socket, 'SCM_RIGHTS', None)
 CAN_SEND_FDS = _SCM_RIGHTS is not None
+
+# The response ring (PROTOCOL.md): body blocks of at least _RING_MIN bytes are copied into
+# shared memory and announced with a 10-byte RING_BODY frame, so they cross to Caddy with one
+# copy instead of three and never fill the socket. Below _RING_MIN the socket's one copy is
+# as cheap. A channel makes its ring on its first large block.
+_RING_SLOTS = 32
+_RING_SLOT = 64 * 1024
+_RING_CONTROL = 4096  # one u32 state word per slot, then the slots
+_RING_MIN = 16 * 1024
+HAVE_RING = hasattr(os, 'memfd_create') and CAN_SEND_FDS
 
 
 class ClientDisconnected(OSError):
@@ -42,7 +54,7 @@ def send_with_fd(sock, frame, fd):
 class BlockingChannel:
     """One channel socket in blocking mode, used by one thread (or greenlet) at a time."""
 
-    def __init__(self, sock, peer_gone):
+    def __init__(self, sock, peer_gone, ring=False):
         self.sock = sock
         self.peer_gone = peer_gone  # Caddy closed the channel: the worker's exit
         self.buf = bytearray(_RECV_BUFFER)
@@ -50,6 +62,10 @@ class BlockingChannel:
         self.start = 0  # buffered, unparsed bytes are buf[start:end]
         self.end = 0
         self.cancelled = False
+        self.ring_ok = ring and HAVE_RING  # Caddy maps rings, and this system has memfd
+        self.ring = None  # memoryview of the mapped ring, once made
+        self.ring_state = None  # its state words: non-zero while Caddy holds the slot
+        self.ring_next = 0
 
     # -- receiving -------------------------------------------------------------------
 
@@ -182,7 +198,17 @@ class BlockingChannel:
 
     def send_headers(self, flags, block, body):
         room = MAX_HEADER_BLOCK - len(block)  # wsgi_header_block() keeps this >= 0
-        if len(body) > room:
+        if len(body) >= _RING_MIN and self.ring_ok:
+            if flags & FLAG_FINAL:
+                # The whole body, but no longer in HEADERS: the length Caddy would have
+                # derived from it (so no chunking) is stated instead.
+                if not any(name.lower() == b'content-length' for name in block.split(b'\0')[1::2]):
+                    block += b'\0Content-Length\0%d' % len(body)
+                tail = END_FRAME
+            else:
+                tail = b''
+            self._send_ring(body, headers_prefix(0, block, 0), tail)
+        elif len(body) > room:
             # Too big for one frame: the rest follows as BODY frames and END closes it.
             body = memoryview(body)
             self._send_parts(headers_prefix(0, block, room), body[:room])
@@ -195,6 +221,12 @@ class BlockingChannel:
             self._send_parts(headers_prefix(flags, block, len(body)), body)
 
     def send_body(self, data):
+        if len(data) >= _RING_MIN and self.ring_ok:
+            self._send_ring(data, b'', b'')
+        else:
+            self._send_body(data)
+
+    def _send_body(self, data):
         n = len(data)
         if n < _SENDMSG_MIN:
             self.send(encode_body(data))
@@ -203,7 +235,78 @@ class BlockingChannel:
         else:
             view = memoryview(data)
             for i in range(0, n, MAX_PAYLOAD):
-                self.send_body(view[i:i + MAX_PAYLOAD])
+                self._send_body(view[i:i + MAX_PAYLOAD])
+
+    # -- the response ring -------------------------------------------------------------
+
+    def _send_ring(self, data, head, tail):
+        """Send head, data and tail, the data through the ring's free slots: one send for
+        all the frames. What finds no free slot (Caddy still holds them for slow clients)
+        goes through the socket, so a worker never waits for a slot."""
+        ring = self.ring
+        if ring is None:
+            ring = self._make_ring()
+            if ring is None:
+                if head:
+                    self.send(head)
+                self._send_body(data)
+                if tail:
+                    self.send(tail)
+                return
+        state = self.ring_state
+        view = data if type(data) is memoryview else memoryview(data)
+        n = len(view)
+        frames = [head]
+        pos = 0
+        i = self.ring_next
+        while pos < n:
+            for _ in range(_RING_SLOTS):
+                if not state[i]:
+                    break
+                i = i + 1 if i + 1 < _RING_SLOTS else 0
+            else:
+                break  # every slot is held
+            m = min(n - pos, _RING_SLOT)
+            off = _RING_CONTROL + i * _RING_SLOT
+            ring[off:off + m] = view[pos:pos + m]
+            state[i] = 1  # before the frame: Caddy checks the slot was filled
+            frames.append(encode_ring_body(i, m))
+            pos += m
+            i = i + 1 if i + 1 < _RING_SLOTS else 0
+        self.ring_next = i
+        if pos == n:
+            frames.append(tail)
+            self.send(b''.join(frames))
+            return
+        if pos or head:
+            self.send(b''.join(frames))
+        self._send_body(view[pos:])
+        if tail:
+            self.send(tail)
+
+    def _make_ring(self):
+        """Create the ring and hand it to Caddy -> its memoryview, or None (no memory or
+        descriptors left: this channel then uses the socket only)."""
+        size = _RING_CONTROL + _RING_SLOTS * _RING_SLOT
+        try:
+            fd = os.memfd_create('caddy-wsgi-ring', os.MFD_CLOEXEC)
+        except OSError:
+            self.ring_ok = False
+            return None
+        try:
+            os.ftruncate(fd, size)
+            ring = memoryview(mmap.mmap(fd, size))
+        except (OSError, ValueError):
+            os.close(fd)
+            self.ring_ok = False
+            return None
+        try:
+            self.send_fd(encode_ring(_RING_SLOTS, _RING_SLOT), fd)
+        finally:
+            os.close(fd)  # Caddy has its own; the mapping keeps the memory
+        self.ring = ring
+        self.ring_state = ring[:4 * _RING_SLOTS].cast('I')
+        return ring
 
     def send_fd(self, frame, fd):
         """Send a frame with `fd` attached to its first byte (SCM_RIGHTS)."""

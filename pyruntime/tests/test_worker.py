@@ -1,6 +1,7 @@
 """End-to-end: a real worker subprocess, with this test playing Caddy's side."""
 
 import json
+import mmap
 import os
 import shutil
 import sys
@@ -318,6 +319,78 @@ class InputTest(WorkerTestCase):
         conn = self.started()
         frames = conn.get('/abort', body=b'never', stream=True, abort=True)
         self.assertEqual(frames[-1][1][3], b'OSError:ClientDisconnected')
+
+
+@unittest.skipUnless(hasattr(os, 'memfd_create'), 'the response ring needs os.memfd_create')
+class RingTest(WorkerTestCase):
+    """The response ring (PROTOCOL.md): blocks of 16 KiB and more cross in shared memory."""
+
+    def map_ring(self, frame):
+        self.assertEqual(frame[0], w.RING)
+        slots, size, fd = frame[1]
+        try:
+            ring = mmap.mmap(fd, 4096 + slots * size)
+        finally:
+            os.close(fd)
+        self.addCleanup(ring.close)
+        return ring, slots, size
+
+    def check_blocks(self, frames, ring, size, first=0):
+        """Each RING_BODY or BODY frame holds block i (bytes of value first+i)."""
+        i = first
+        for ftype, fields in frames:
+            if ftype == w.RING_BODY:
+                slot, n = fields
+                self.assertNotEqual(ring[4 * slot:4 * slot + 4], bytes(4), 'slot %d not marked' % slot)
+                data = ring[4096 + slot * size:4096 + slot * size + n]
+            elif ftype == w.BODY:
+                data = fields[0]
+            else:
+                continue
+            self.assertEqual(data, bytes([i % 256]) * len(data), 'block %d' % i)
+            i += 1
+        return i - first
+
+    def test_large_blocks_cross_in_the_ring(self):
+        conn = self.started(ring=True)
+        frames = conn.get('/blocks', QUERY_STRING='3,65536')
+        self.assertEqual([f[0] for f in frames],
+                         [w.RING, w.HEADERS, w.RING_BODY, w.RING_BODY, w.RING_BODY, w.END])
+        self.assertEqual(frames[1][1], (0, '200 OK', [('Content-Type', 'text/plain')], b''))
+        ring, slots, size = self.map_ring(frames[0])
+        self.assertEqual((slots, size), (32, 65536))
+        self.assertEqual(self.check_blocks(frames, ring, size), 3)
+        self.assertEqual(len({f[1][0] for f in frames if f[0] == w.RING_BODY}), 3)
+
+        # Slots Caddy has not freed are never reused: with 3 held, 29 more blocks fit and
+        # the rest go through the socket, in order.
+        frames = conn.get('/blocks', QUERY_STRING='40,65536')
+        types = [f[0] for f in frames]
+        self.assertNotIn(w.RING, types)  # one ring per channel
+        self.assertEqual(types.count(w.RING_BODY), 29)
+        self.assertEqual(types.count(w.BODY) + (1 if frames[0][1][3] else 0), 11)
+        self.assertEqual(self.check_blocks(frames, ring, size), 40 - (1 if frames[0][1][3] else 0))
+        used = [f[1][0] for f in frames if f[0] == w.RING_BODY]
+        self.assertEqual(sorted(used), list(range(3, 32)))
+
+        # Freed slots are used again; a body over a slot spans several; small blocks and
+        # the final frame keep to the socket.
+        ring[:4 * slots] = bytes(4 * slots)
+        frames = conn.get('/big', QUERY_STRING='100000')
+        self.assertEqual([(f[0], f[1][1] if f[0] == w.RING_BODY else None) for f in frames],
+                         [(w.HEADERS, None), (w.RING_BODY, 65536), (w.RING_BODY, 34464), (w.END, None)])
+        data = b''.join(ring[4096 + f[1][0] * size:4096 + f[1][0] * size + f[1][1]]
+                        for f in frames if f[0] == w.RING_BODY)
+        self.assertEqual(data, b'x' * 100000)
+        self.assertEqual(frames[0][1][2], [('Content-Type', 'text/plain'), ('Content-Length', '100000')])
+        frames = conn.get('/blocks', QUERY_STRING='2,1000')
+        self.assertNotIn(w.RING_BODY, [f[0] for f in frames])
+
+    def test_no_ring_unless_caddy_maps_it(self):
+        conn = self.started()
+        frames = conn.get('/blocks', QUERY_STRING='2,65536')
+        self.assertNotIn(w.RING, [f[0] for f in frames])
+        self.assertNotIn(w.RING_BODY, [f[0] for f in frames])
 
 
 class StreamingTest(WorkerTestCase):

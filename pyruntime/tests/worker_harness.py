@@ -88,7 +88,7 @@ class Conn:
         length = int.from_bytes(head[:4], 'big')
         frame = head + self._recv_exact(length, timeout)
         ftype, fields, _ = w.decode_frame(frame)
-        if ftype == w.FILE:
+        if ftype in (w.FILE, w.RING):
             fields = fields + (self.fds.pop(0),)
         return ftype, fields
 

@@ -234,6 +234,13 @@ def big(environ, start_response):
     return [b'x' * n]
 
 
+def blocks(environ, start_response):
+    """QUERY_STRING 'n,size': n blocks of size bytes, block i filled with byte i."""
+    n, size = (int(x) for x in environ['QUERY_STRING'].split(','))
+    start_response('200 OK', TEXT)
+    return (bytes([i % 256]) * size for i in range(n))
+
+
 def big_iter(environ, start_response):
     n = int(environ['QUERY_STRING'])
     start_response('200 OK', TEXT)
@@ -289,7 +296,7 @@ ROUTES = {
     '/readlines': readlines, '/read-types': read_none_and_types, '/abort': abort,
     '/file': file_fd, '/file-iter': file_iter, '/infinite': infinite,
     '/write-forever': write_forever, '/env': env_dump, '/slow': slow, '/big': big,
-    '/big-iter': big_iter, '/validate': validator(_validated),
+    '/big-iter': big_iter, '/blocks': blocks, '/validate': validator(_validated),
     '/validate-file': validator(_validated_file), '/hints': early_hints,
 }
 

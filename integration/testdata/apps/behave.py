@@ -89,6 +89,34 @@ def stream(environ, start_response):
     return gen()
 
 
+_PATTERNS = {}
+
+
+def pattern_stream(environ, start_response):
+    """pattern(total) in blocks of the sizes given (cycled), from a generator; with
+    list=1, as a list of one bytes (the single-frame path)."""
+    q = _q(environ)
+    total = int(q["total"])
+    sizes = [int(x) for x in q.get("sizes", "65536").split(",")]
+    data = _PATTERNS.get(total)
+    if data is None:
+        data = _PATTERNS[total] = pattern(total)
+    start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                              ("X-Pid", str(os.getpid()))])
+    if q.get("list") == "1":
+        return [data]
+
+    def gen():
+        view = memoryview(data)
+        pos, i = 0, 0
+        while pos < total:
+            n = sizes[i % len(sizes)]
+            yield bytes(view[pos:pos + n])
+            pos += n
+            i += 1
+    return gen()
+
+
 def wait_file(environ, start_response):
     """Yields a first block, then blocks until MARKER_DIR/<name> exists (at most 20 s)."""
     q = _q(environ)
@@ -356,6 +384,7 @@ def kill_self(environ, start_response):
 ROUTES = {
     "/input": input_ops,
     "/stream": stream,
+    "/pattern-stream": pattern_stream,
     "/wait-file": wait_file,
     "/lazy-start": lazy_start,
     "/empty-then-raise": empty_then_raise,
