@@ -98,8 +98,16 @@ class RoundTripTest(unittest.TestCase):
                   w.encode_ws_close(w.WS_DISCONNECT, 1000, ''),
                   w.encode_frame(w.WS_ACCEPT, b'chat\0X-A\0b'), w.encode_ws_message(True, b'x'),
                   w.encode_ws_close(w.WS_CLOSE, 4000, 'bye'), w.encode_frame(w.TRAILERS, b'\0X-T\0v'),
-                  w.encode_frame(w.INFORMATIONAL, b'103\0Link\0</a.css>')]
+                  w.encode_frame(w.INFORMATIONAL, b'103\0Link\0</a.css>'),
+                  w.encode_ring_body(3, 65536), w.encode_ring(32, 65536)]
         self.assertEqual({roundtrip(f)[0] for f in frames}, set(w.FRAME_TYPES))
+
+    def test_ring_frames(self):
+        self.assertEqual(roundtrip(w.encode_ring_body(31, 65536)), (w.RING_BODY, (31, 65536)))
+        self.assertEqual(roundtrip(w.encode_ring(32, 65536)), (w.RING, (32, 65536)))
+        for bad in (w.encode_frame(w.RING_BODY, b'\0' * 4), w.encode_frame(w.RING, b'\0' * 9)):
+            with self.assertRaises(w.ProtocolError):
+                w.decode_frame(bad)
 
     def test_websocket_message_over_one_frame(self):
         # A 16 MiB text message goes in two WS_SEND frames, the first with MORE, cut
