@@ -25,7 +25,8 @@ type testRing struct {
 
 func newTestRing(t *testing.T, slots int) *testRing {
 	t.Helper()
-	size := protocol.RingSize(slots, testSlot)
+	shape := protocol.RingShape{Slots: slots, SlotSize: testSlot}
+	size := shape.Size()
 	fd, err := unix.MemfdCreate("test-ring", unix.MFD_CLOEXEC)
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +40,7 @@ func newTestRing(t *testing.T, slots int) *testRing {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Munmap(mem) })
-	r, err := protocol.MapRing(f, slots, testSlot)
+	r, err := protocol.MapRing(f, shape)
 	if err != nil {
 		t.Fatal(err)
 	}

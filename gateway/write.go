@@ -222,30 +222,42 @@ func (ex *exchange) sendFile(p []byte) error {
 // maxData bounds one DATA frame, and so the memory a streamed upload takes per request.
 const maxData = 256 << 10
 
-// answerRead sends up to n bytes of the streamed request body. The frame is built in
-// one buffer per exchange, reused by every READ.
+// answerRead sends up to n bytes of the streamed request body: read straight into the
+// ring's inbound area when the worker made one (a 10-byte DATA_RING then says how many), or
+// into one buffer per exchange, reused by every READ, that becomes the DATA frame.
 func (ex *exchange) answerRead(n int) error {
 	if ex.body == nil || ex.bodyEOF {
 		return ex.conn.Write(protocol.DataFrame(nil, protocol.DataEOF, nil))
+	}
+	if in := ex.conn.Inbound(); in != nil {
+		m, flags := ex.readBody(in[:min(n, maxData, len(in))])
+		var frame [protocol.HeaderSize + 5]byte
+		return ex.conn.Write(protocol.DataRingFrame(frame[:0], flags, m))
 	}
 	if ex.dataBuf == nil {
 		ex.dataBuf = make([]byte, protocol.HeaderSize+1+maxData)
 	}
 	const head = protocol.HeaderSize + 1 // frame header and flags byte
-	m, err := io.ReadAtLeast(ex.body, ex.dataBuf[head:head+min(n, maxData)], 1)
-	var flags byte
-	switch {
-	case err == nil:
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) && m > 0:
-		flags = protocol.DataEOF
-		ex.bodyEOF = true
-	default:
-		ex.logger().Info("request body read failed", zap.Error(err))
-		flags, m = protocol.DataAborted, 0
-		ex.bodyEOF = true
-	}
+	m, flags := ex.readBody(ex.dataBuf[head : head+min(n, maxData)])
 	frame := append(protocol.AppendHeader(ex.dataBuf[:0], protocol.TypeData, 1+m), flags)
 	return ex.conn.Write(frame[:head+m])
+}
+
+// readBody reads what the client has sent of the body, at least one byte, into buf ->
+// how many, and the DATA flags: EOF at the end, ABORTED (and nothing) if the read failed.
+func (ex *exchange) readBody(buf []byte) (int, byte) {
+	m, err := io.ReadAtLeast(ex.body, buf, 1)
+	switch {
+	case err == nil:
+		return m, 0
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) && m > 0:
+		ex.bodyEOF = true
+		return m, protocol.DataEOF
+	default:
+		ex.logger().Info("request body read failed", zap.Error(err))
+		ex.bodyEOF = true
+		return 0, protocol.DataAborted
+	}
 }
 
 // addTrailers records the trailers of an ASGI response (http.response.trailers); they

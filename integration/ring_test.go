@@ -4,8 +4,12 @@ package integration
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -15,10 +19,10 @@ import (
 )
 
 // TestResponseRing: body blocks of 16 KiB and more cross from the worker to Caddy in the
-// channel's response ring (PROTOCOL.md). Clients that keep up, clients that lag while the
-// worker goes on (so slots stay held, blocks spill, and the rest falls back to the socket),
-// blocks of every size around the slot, and a large single-block body all arrive whole and
-// in order.
+// channel's ring (PROTOCOL.md). Clients that keep up, clients that lag while the worker goes
+// on (so slots stay held, blocks spill, and the rest falls back to the socket), blocks of
+// every size around the slot, and a large single-block body all arrive whole and in order;
+// streamed uploads, read by Caddy into the ring's inbound area, reach the app whole.
 func TestResponseRing(t *testing.T) {
 	t.Parallel()
 	c := startCaddy(t, wsgiSite(localSite, "behave", "workers 1", "threads 2"))
@@ -66,6 +70,44 @@ func TestResponseRing(t *testing.T) {
 	if resp.StatusCode != 200 || !bytes.Equal(body, want[:300000]) || resp.ContentLength != 300000 {
 		t.Errorf("single-block body: %d, %d bytes (Content-Length %d), first difference at %d",
 			resp.StatusCode, len(body), resp.ContentLength, firstDiff(body, want[:300000]))
+	}
+
+	// Uploads past buffer_body (1 MiB), read in pieces of every size.
+	for _, ops := range []string{"read:65536,read:1,read:300000,read", "readline,read:7,iter"} {
+		body := pattern(3 << 20)
+		req, _ := http.NewRequest("POST", c.URL+"/input?ops="+ops, bytes.NewReader(body))
+		resp, err := testClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Results []struct {
+				Lens   []int
+				SHA256 string
+			}
+		}
+		err = json.NewDecoder(resp.Body).Decode(&doc)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("upload %s: %d %v", ops, resp.StatusCode, err)
+		}
+		h := sha256.New()
+		pos := 0
+		for _, r := range doc.Results {
+			n := 0
+			for _, l := range r.Lens {
+				n += l
+			}
+			h.Reset()
+			h.Write(body[pos : pos+n])
+			if hex.EncodeToString(h.Sum(nil)) != r.SHA256 {
+				t.Errorf("upload %s: bytes %d..%d differ", ops, pos, pos+n)
+			}
+			pos += n
+		}
+		if pos != len(body) {
+			t.Errorf("upload %s: the app read %d bytes of %d", ops, pos, len(body))
+		}
 	}
 
 	// The test means nothing if the blocks went through the socket.

@@ -146,15 +146,15 @@ func (c *Conn) TakeFile(name string) (*os.File, error) {
 // AttachRing maps the response ring of a RING frame (its memfd is the oldest received
 // descriptor). A channel has at most one.
 func (c *Conn) AttachRing(p []byte) error {
-	slots, slotSize, err := DecodeRing(p)
+	shape, err := DecodeRing(p)
 	if err != nil {
 		return err
 	}
-	f, err := c.TakeFile("wsgi-response-ring")
+	f, err := c.TakeFile("wsgi-ring")
 	if err != nil {
 		return err
 	}
-	r, err := MapRing(f, slots, slotSize)
+	r, err := MapRing(f, shape)
 	if err != nil {
 		return err
 	}
@@ -166,6 +166,16 @@ func (c *Conn) AttachRing(p []byte) error {
 	}
 	c.ring = r
 	return nil
+}
+
+// Inbound is the ring's inbound area, or nil: where a READ may be answered (DATA_RING).
+func (c *Conn) Inbound() []byte {
+	c.fdMu.Lock()
+	defer c.fdMu.Unlock()
+	if c.ring == nil || len(c.ring.inbound) == 0 {
+		return nil
+	}
+	return c.ring.inbound
 }
 
 // TakeRingBody returns the block of a RING_BODY frame; free(slot) must follow its last use.

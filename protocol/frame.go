@@ -19,6 +19,7 @@ const (
 	// ASGI WebSockets
 	TypeWSReceive    Type = 0x04 // a client message: u8 flags, data
 	TypeWSDisconnect Type = 0x05 // the client closed: u16 code, UTF-8 reason
+	TypeDataRing     Type = 0x06 // DATA whose bytes are in the ring's inbound area: u8 flags, u32 length
 )
 
 // Frame types, worker → Caddy.

@@ -71,6 +71,13 @@ func DecodeRequest(p []byte) (flags byte, environ [][2]string, body []byte, err 
 	return flags, environ, p[5+n:], nil
 }
 
+// DataRingFrame returns a DATA_RING frame: the answer to a READ is the first n bytes of
+// the ring's inbound area.
+func DataRingFrame(dst []byte, flags byte, n int) []byte {
+	dst = append(AppendHeader(dst, TypeDataRing, 5), flags)
+	return binary.BigEndian.AppendUint32(dst, uint32(n))
+}
+
 // DataFrame returns a DATA frame answering a READ.
 func DataFrame(dst []byte, flags byte, chunk []byte) []byte {
 	dst = AppendHeader(dst, TypeData, 1+len(chunk))

@@ -6,11 +6,12 @@ import (
 	"unsafe"
 )
 
-// Ring is Caddy's view of a worker channel's response ring (PROTOCOL.md, "Response
-// ring"): shared memory the worker copies large body blocks into, so a block crosses to
-// Caddy with one copy and no socket buffer, and is written to the client from there. The
-// first RingControl bytes hold one u32 state word per slot (non-zero: the worker filled it
-// and Caddy has not freed it); the slots follow.
+// Ring is Caddy's view of a worker channel's ring (PROTOCOL.md, "Rings"): shared memory
+// the worker copies large response blocks into, so a block crosses to Caddy with one copy
+// and no socket buffer and is written to the client from there, and into whose inbound
+// area Caddy reads request body bytes that answer a READ. The first RingControl bytes hold
+// one u32 state word per slot (non-zero: the worker filled it and Caddy has not freed it);
+// the slots follow, then the inbound area.
 //
 // The mapping lives as long as the channel and every block still queued for a client:
 // the channel holds one reference and each taken slot one more.
@@ -18,6 +19,7 @@ type Ring struct {
 	mem      []byte
 	slots    int
 	slotSize int
+	inbound  []byte        // where DATA_RING bytes go: written only between a READ and its answer
 	held     atomic.Uint64 // slots taken and not freed: a worker reusing one is broken
 	refs     atomic.Int64
 	unmap    func([]byte) error
@@ -30,24 +32,34 @@ const RingControl = 4096
 const (
 	maxRingSlots    = 64 // the held mask is a u64
 	maxRingSlotSize = 1 << 20
+	maxRingInbound  = MaxPayload
 )
 
 func newRing(mem []byte, slots, slotSize int, unmap func([]byte) error) *Ring {
-	r := &Ring{mem: mem, slots: slots, slotSize: slotSize, unmap: unmap}
+	end := RingControl + slots*slotSize
+	r := &Ring{mem: mem, slots: slots, slotSize: slotSize, inbound: mem[end:len(mem):len(mem)], unmap: unmap}
 	r.refs.Store(1)
 	return r
 }
 
-// DecodeRing parses a RING payload: u32 slot count, u32 slot size.
-func DecodeRing(p []byte) (slots, slotSize int, err error) {
-	if len(p) != 8 {
-		return 0, 0, violation("ring payload of %d bytes, want 8", len(p))
+// RingShape is what a RING frame announces.
+type RingShape struct {
+	Slots, SlotSize, Inbound int
+}
+
+// Size is the size of the shared memory a ring of this shape needs.
+func (s RingShape) Size() int { return RingControl + s.Slots*s.SlotSize + s.Inbound }
+
+// DecodeRing parses a RING payload: u32 slot count, u32 slot size, u32 inbound size.
+func DecodeRing(p []byte) (RingShape, error) {
+	if len(p) != 12 {
+		return RingShape{}, violation("ring payload of %d bytes, want 12", len(p))
 	}
-	slots, slotSize = int(binary.BigEndian.Uint32(p)), int(binary.BigEndian.Uint32(p[4:]))
-	if slots < 1 || slots > maxRingSlots || slotSize < 1 || slotSize > maxRingSlotSize {
-		return 0, 0, violation("ring of %d slots of %d bytes is out of bounds", slots, slotSize)
+	s := RingShape{int(binary.BigEndian.Uint32(p)), int(binary.BigEndian.Uint32(p[4:])), int(binary.BigEndian.Uint32(p[8:]))}
+	if s.Slots < 1 || s.Slots > maxRingSlots || s.SlotSize < 1 || s.SlotSize > maxRingSlotSize || s.Inbound > maxRingInbound {
+		return RingShape{}, violation("ring of %d slots of %d bytes and %d inbound is out of bounds", s.Slots, s.SlotSize, s.Inbound)
 	}
-	return slots, slotSize, nil
+	return s, nil
 }
 
 // DecodeRingBody parses a RING_BODY payload: u8 slot, u32 length.
@@ -57,9 +69,6 @@ func DecodeRingBody(p []byte) (slot, n int, err error) {
 	}
 	return int(p[0]), int(binary.BigEndian.Uint32(p[1:])), nil
 }
-
-// RingSize is the size of the shared memory a ring of these dimensions needs.
-func RingSize(slots, slotSize int) int { return RingControl + slots*slotSize }
 
 // Take returns the n bytes the worker put in a slot; the caller must Free it exactly
 // once, after its last use of the bytes. They stay valid until then, even if the channel
@@ -79,6 +88,10 @@ func (r *Ring) Take(slot, n int) ([]byte, error) {
 	off := RingControl + slot*r.slotSize
 	return r.mem[off : off+n : off+n], nil
 }
+
+// Inbound is the area request body bytes are read into to answer a READ with DATA_RING
+// (empty if the worker made none). The worker reads it only until its next READ.
+func (r *Ring) Inbound() []byte { return r.inbound }
 
 // Free gives a slot back to the worker.
 func (r *Ring) Free(slot int) {

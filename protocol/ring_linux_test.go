@@ -15,15 +15,20 @@ import (
 // mapping) and returns the worker's mapping and the memfd.
 func workerRing(t *testing.T, slots, slotSize int) ([]byte, *os.File) {
 	t.Helper()
+	return workerRingShape(t, RingShape{slots, slotSize, 0})
+}
+
+func workerRingShape(t *testing.T, shape RingShape) ([]byte, *os.File) {
+	t.Helper()
 	fd, err := unix.MemfdCreate("test-ring", unix.MFD_CLOEXEC)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := os.NewFile(uintptr(fd), "test-ring")
-	if err := f.Truncate(int64(RingSize(slots, slotSize))); err != nil {
+	if err := f.Truncate(int64(shape.Size())); err != nil {
 		t.Fatal(err)
 	}
-	mem, err := syscall.Mmap(fd, 0, RingSize(slots, slotSize), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	mem, err := syscall.Mmap(fd, 0, shape.Size(), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,8 +44,8 @@ func fill(mem []byte, slot, slotSize int, data []byte) {
 
 func TestRingOverAChannel(t *testing.T) {
 	c, peer := pair(t)
-	mem, f := workerRing(t, 4, 4096)
-	ringFrame := AppendFrame(nil, TypeRing, binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 4), 4096))
+	mem, f := workerRingShape(t, RingShape{4, 4096, 1000})
+	ringFrame := AppendFrame(nil, TypeRing, binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 4), 4096), 1000))
 	if _, _, err := peer.WriteMsgUnix(ringFrame, syscall.UnixRights(int(f.Fd())), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -55,6 +60,15 @@ func TestRingOverAChannel(t *testing.T) {
 	}
 	if err := c.AttachRing(p); err != nil {
 		t.Fatal(err)
+	}
+	// Caddy's answer to a READ lands in the inbound area, where the worker reads it.
+	in := c.Inbound()
+	if len(in) != 1000 || cap(in) != 1000 {
+		t.Fatalf("inbound area of %d bytes (cap %d), want 1000", len(in), cap(in))
+	}
+	copy(in, "request body")
+	if got := string(mem[RingControl+4*4096:][:12]); got != "request body" {
+		t.Fatalf("the worker sees %q in its inbound area", got)
 	}
 	typ, p, err = c.ReadFrame()
 	if err != nil || typ != TypeRingBody {
@@ -83,7 +97,7 @@ func TestRingOverAChannel(t *testing.T) {
 
 func TestRingRejectsBrokenWorkers(t *testing.T) {
 	mem, f := workerRing(t, 4, 4096)
-	r, err := MapRing(f, 4, 4096)
+	r, err := MapRing(f, RingShape{4, 4096, 0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,11 +123,12 @@ func TestRingRejectsBrokenWorkers(t *testing.T) {
 
 	// The ring's size must be what its frame says.
 	_, f2 := workerRing(t, 4, 4096)
-	if _, err := MapRing(f2, 8, 4096); !errors.Is(err, ErrProtocol) {
+	if _, err := MapRing(f2, RingShape{8, 4096, 0}); !errors.Is(err, ErrProtocol) {
 		t.Errorf("a ring smaller than announced: %v", err)
 	}
-	for _, p := range [][]byte{{0, 0, 0, 0, 0, 0, 16, 0}, {0, 0, 0, 65, 0, 0, 16, 0}, {0, 0, 0, 1, 0, 32, 0, 0}, {1}} {
-		if _, _, err := DecodeRing(p); !errors.Is(err, ErrProtocol) {
+	for _, p := range [][]byte{{0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 0, 0}, {0, 0, 0, 65, 0, 0, 16, 0, 0, 0, 0, 0},
+		{0, 0, 0, 1, 0, 32, 0, 0, 0, 0, 0, 0}, {0, 0, 0, 1, 0, 0, 16, 0, 2, 0, 0, 0}, {0, 0, 0, 1, 0, 0, 16, 0}} {
+		if _, err := DecodeRing(p); !errors.Is(err, ErrProtocol) {
 			t.Errorf("RING payload %v: %v", p, err)
 		}
 	}

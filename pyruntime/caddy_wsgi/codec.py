@@ -15,6 +15,7 @@ DATA = 0x02
 CANCEL = 0x03
 WS_RECEIVE = 0x04  # ASGI WebSocket: a client message (u8 flags, data)
 WS_DISCONNECT = 0x05  # ASGI WebSocket: the client closed (u16 code, UTF-8 reason)
+DATA_RING = 0x06  # DATA whose bytes are in the ring's inbound area (u8 flags, u32 length)
 # Worker -> Caddy
 HEADERS = 0x10
 BODY = 0x11
@@ -40,14 +41,14 @@ EXITED = 0x32  # zygote -> Caddy: u32 pid, i32 wait status
 FORK_FDS = 0x33  # Caddy -> zygote: empty; the next descriptors of a FORK
 
 FRAME_TYPES = frozenset(
-    (REQUEST, DATA, CANCEL, WS_RECEIVE, WS_DISCONNECT, HEADERS, BODY, FILE, END, READ, ERROR,
+    (REQUEST, DATA, DATA_RING, CANCEL, WS_RECEIVE, WS_DISCONNECT, HEADERS, BODY, FILE, END, READ, ERROR,
      LOG, WS_ACCEPT, WS_SEND, WS_CLOSE, TRAILERS, READY, BOOT_ERROR, INFORMATIONAL, RING_BODY,
      RING))
 # Frames a worker may receive; anything else from Caddy is a protocol violation.
-INBOUND_TYPES = frozenset((REQUEST, DATA, CANCEL, WS_RECEIVE, WS_DISCONNECT))
+INBOUND_TYPES = frozenset((REQUEST, DATA, DATA_RING, CANCEL, WS_RECEIVE, WS_DISCONNECT))
 # Payload sizes fixed by the protocol, checked on the header so that a bogus length is
 # refused before its payload is read.
-_FIXED_LENGTH = {CANCEL: 0, END: 0, READ: 4, FILE: 16, RING_BODY: 5, RING: 8}
+_FIXED_LENGTH = {CANCEL: 0, END: 0, READ: 4, FILE: 16, RING_BODY: 5, RING: 12, DATA_RING: 5}
 
 FLAG_STREAM = 0x01  # REQUEST: the body is pulled with READ
 FLAG_WEBSOCKET = 0x02  # REQUEST: a WebSocket handshake (ASGI workers only)
@@ -67,8 +68,8 @@ _U32 = struct.Struct('>I')
 _HEAD_U32 = struct.Struct('>IBI')  # READ frame
 _FILE_PAYLOAD = struct.Struct('>Qq')
 _HEAD_FILE = struct.Struct('>IBQq')
-_HEAD_RING_BODY = struct.Struct('>IBBI')  # RING_BODY: + u8 slot, u32 length
-_HEAD_RING = struct.Struct('>IBII')  # RING: + u32 slots, u32 slot size
+_HEAD_RING_BODY = struct.Struct('>IBBI')  # RING_BODY, DATA_RING: + u8 slot/flags, u32 length
+_HEAD_RING = struct.Struct('>IBIII')  # RING: + u32 slots, u32 slot size, u32 inbound size
 
 
 class ProtocolError(Exception):
@@ -126,8 +127,12 @@ def encode_ring_body(slot, n):
     return _HEAD_RING_BODY.pack(5, RING_BODY, slot, n)
 
 
-def encode_ring(slots, slot_size):
-    return _HEAD_RING.pack(8, RING, slots, slot_size)
+def encode_ring(slots, slot_size, inbound):
+    return _HEAD_RING.pack(12, RING, slots, slot_size, inbound)
+
+
+def encode_data_ring(flags, n):
+    return _HEAD_RING_BODY.pack(5, DATA_RING, flags, n)
 
 
 def encode_end():
@@ -341,7 +346,7 @@ _DECODERS = {
     WS_RECEIVE: decode_ws_message, WS_DISCONNECT: decode_ws_close,
     WS_ACCEPT: _decode_block, WS_SEND: decode_ws_message, WS_CLOSE: decode_ws_close,
     TRAILERS: _decode_block, INFORMATIONAL: _decode_block,
-    RING_BODY: _decode_ring_body, RING: _decode_ring,
+    RING_BODY: _decode_ring_body, RING: _decode_ring, DATA_RING: _decode_ring_body,
 }
 
 

@@ -6,9 +6,10 @@ import array
 import mmap
 import os
 import socket
+import struct
 
 from .codec import (
-    CANCEL, DATA, FLAG_FINAL, HEAD, INBOUND_TYPES, MAX_HEADER_BLOCK, MAX_PAYLOAD, REQUEST, BODY,
+    CANCEL, DATA, DATA_RING, FLAG_ABORTED, FLAG_EOF, FLAG_FINAL, HEAD, INBOUND_TYPES, MAX_HEADER_BLOCK, MAX_PAYLOAD, REQUEST, BODY,
     END_FRAME, ProtocolError, check_header, decode_data_view, encode_body, encode_log,
     encode_read, encode_ring, encode_ring_body, frame_head, headers_prefix)
 from .process import violation
@@ -18,15 +19,19 @@ _SENDMSG_MIN = 32768  # below this, one copy into a single buffer beats a scatte
 _SCM_RIGHTS = getattr(socket, 'SCM_RIGHTS', None)
 CAN_SEND_FDS = _SCM_RIGHTS is not None
 
-# The response ring (PROTOCOL.md): body blocks of at least _RING_MIN bytes are copied into
-# shared memory and announced with a 10-byte RING_BODY frame, so they cross to Caddy with one
-# copy instead of three and never fill the socket. Below _RING_MIN the socket's one copy is
-# as cheap. A channel makes its ring on its first large block.
+# The ring (PROTOCOL.md): body blocks of at least _RING_MIN bytes are copied into shared
+# memory and announced with a 10-byte RING_BODY frame, so they cross to Caddy with one copy
+# instead of three and never fill the socket (below _RING_MIN the socket's one copy is as
+# cheap); Caddy answers READs by reading the client's bytes into its inbound area. A channel
+# makes its ring on its first large block or its first READ.
 _RING_SLOTS = 32
 _RING_SLOT = 64 * 1024
 _RING_CONTROL = 4096  # one u32 state word per slot, then the slots
+_RING_INBOUND = 256 * 1024  # then where Caddy reads request body bytes (its largest DATA)
+_RING_INBOUND_AT = _RING_CONTROL + _RING_SLOTS * _RING_SLOT
 _RING_MIN = 16 * 1024
 HAVE_RING = hasattr(os, 'memfd_create') and CAN_SEND_FDS
+_RING_DATA = struct.Struct('>BI')  # DATA_RING payload: flags, length
 
 
 class ClientDisconnected(OSError):
@@ -155,19 +160,24 @@ class BlockingChannel:
 
     def read_body(self, n):
         """One READ/DATA round trip for wsgi.input -> (flags, a view of the bytes, valid
-        until the next receive: the caller copies it once, into its own buffer)."""
+        until the next receive or READ: the caller copies it once, into its own buffer).
+        With a ring, Caddy reads the bytes straight into its inbound area (DATA_RING)."""
         if self.cancelled:
             # Caddy is only draining this exchange; do not ask it for more body.
             raise ClientDisconnected('the client went away')
+        if self.ring is None and self.ring_ok:
+            self._make_ring()
         self.send(encode_read(n))
         while True:
             ftype, payload = self.recv_frame()
-            if ftype == DATA:
+            if ftype == DATA or ftype == DATA_RING:
                 break
             if ftype == CANCEL:
                 self.cancelled = True  # the DATA answering our READ still comes
             else:
                 violation('REQUEST while the previous one is in flight')
+        if ftype == DATA_RING:
+            return self._ring_data(payload, n)
         try:
             flags, data = decode_data_view(payload)
         except ProtocolError as e:
@@ -284,10 +294,17 @@ class BlockingChannel:
         if tail:
             self.send(tail)
 
+    def _ring_data(self, payload, n):
+        flags, length = _RING_DATA.unpack(payload)
+        if self.ring is None or flags & ~(FLAG_EOF | FLAG_ABORTED) or length > min(n, _RING_INBOUND) \
+                or (flags & FLAG_ABORTED and length) or (not flags and not length):
+            violation('DATA_RING (flags 0x%02x, %d bytes) does not answer a READ of %d' % (flags, length, n))
+        return flags, self.ring[_RING_INBOUND_AT:_RING_INBOUND_AT + length]
+
     def _make_ring(self):
         """Create the ring and hand it to Caddy -> its memoryview, or None (no memory or
         descriptors left: this channel then uses the socket only)."""
-        size = _RING_CONTROL + _RING_SLOTS * _RING_SLOT
+        size = _RING_INBOUND_AT + _RING_INBOUND
         try:
             fd = os.memfd_create('caddy-wsgi-ring', os.MFD_CLOEXEC)
         except OSError:
@@ -301,7 +318,7 @@ class BlockingChannel:
             self.ring_ok = False
             return None
         try:
-            self.send_fd(encode_ring(_RING_SLOTS, _RING_SLOT), fd)
+            self.send_fd(encode_ring(_RING_SLOTS, _RING_SLOT, _RING_INBOUND), fd)
         finally:
             os.close(fd)  # Caddy has its own; the mapping keeps the memory
         self.ring = ring

@@ -99,13 +99,15 @@ class RoundTripTest(unittest.TestCase):
                   w.encode_frame(w.WS_ACCEPT, b'chat\0X-A\0b'), w.encode_ws_message(True, b'x'),
                   w.encode_ws_close(w.WS_CLOSE, 4000, 'bye'), w.encode_frame(w.TRAILERS, b'\0X-T\0v'),
                   w.encode_frame(w.INFORMATIONAL, b'103\0Link\0</a.css>'),
-                  w.encode_ring_body(3, 65536), w.encode_ring(32, 65536)]
+                  w.encode_ring_body(3, 65536), w.encode_ring(32, 65536, 4096),
+                  w.encode_data_ring(1, 10)]
         self.assertEqual({roundtrip(f)[0] for f in frames}, set(w.FRAME_TYPES))
 
     def test_ring_frames(self):
         self.assertEqual(roundtrip(w.encode_ring_body(31, 65536)), (w.RING_BODY, (31, 65536)))
-        self.assertEqual(roundtrip(w.encode_ring(32, 65536)), (w.RING, (32, 65536)))
-        for bad in (w.encode_frame(w.RING_BODY, b'\0' * 4), w.encode_frame(w.RING, b'\0' * 9)):
+        self.assertEqual(roundtrip(w.encode_ring(32, 65536, 4096)), (w.RING, (32, 65536, 4096)))
+        self.assertEqual(roundtrip(w.encode_data_ring(1, 10)), (w.DATA_RING, (1, 10)))
+        for bad in (w.encode_frame(w.RING_BODY, b'\0' * 4), w.encode_frame(w.RING, b'\0' * 8)):
             with self.assertRaises(w.ProtocolError):
                 w.decode_frame(bad)
 

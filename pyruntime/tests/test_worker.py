@@ -1,5 +1,6 @@
 """End-to-end: a real worker subprocess, with this test playing Caddy's side."""
 
+import hashlib
 import json
 import mmap
 import os
@@ -327,9 +328,10 @@ class RingTest(WorkerTestCase):
 
     def map_ring(self, frame):
         self.assertEqual(frame[0], w.RING)
-        slots, size, fd = frame[1]
+        slots, size, inbound, fd = frame[1]
+        self.assertEqual(inbound, 256 * 1024)
         try:
-            ring = mmap.mmap(fd, 4096 + slots * size)
+            ring = mmap.mmap(fd, 4096 + slots * size + inbound)
         finally:
             os.close(fd)
         self.addCleanup(ring.close)
@@ -385,6 +387,34 @@ class RingTest(WorkerTestCase):
         self.assertEqual(frames[0][1][2], [('Content-Type', 'text/plain'), ('Content-Length', '100000')])
         frames = conn.get('/blocks', QUERY_STRING='2,1000')
         self.assertNotIn(w.RING_BODY, [f[0] for f in frames])
+
+    def test_upload_through_the_inbound_area(self):
+        conn = self.started(ring=True)
+        body = bytes(range(256)) * 3000  # 768,000 bytes: several READs
+        conn.request('/digest', body, stream=True, method='POST')
+        ftype, fields = conn.read_frame()
+        ring, slots, size = self.map_ring((ftype, fields))  # made before the first READ
+        inbound = 4096 + slots * size
+        sent = 0
+        while True:
+            ftype, fields = conn.read_frame()
+            if ftype != w.READ:
+                break
+            n = min(fields[0], 256 * 1024, len(body) - sent, 100000)
+            ring[inbound:inbound + n] = body[sent:sent + n]
+            sent += n
+            conn.send(w.encode_data_ring(w.FLAG_EOF if sent == len(body) else 0, n))
+        self.assertEqual(ftype, w.HEADERS)
+        self.assertEqual(fields[3], b'%d:%s' % (len(body), hashlib.sha256(body).hexdigest().encode()))
+
+    def test_data_ring_past_the_read_is_a_violation(self):
+        conn = self.started(ring=True)
+        conn.request('/digest', b'x' * 1000, stream=True, method='POST')
+        self.assertEqual(conn.read_frame()[0], w.RING)
+        ftype, fields = conn.read_frame()
+        self.assertEqual(ftype, w.READ)
+        conn.send(w.encode_data_ring(0, fields[0] + 1))
+        self.assertEqual(self.worker.wait(), 4)
 
     def test_no_ring_unless_caddy_maps_it(self):
         conn = self.started()

@@ -4,6 +4,7 @@
 named by the X-Marker request header (relative to the cwd).
 """
 
+import hashlib
 import json
 import os
 import sys
@@ -146,6 +147,19 @@ def read_all(environ, start_response):
     data = environ['wsgi.input'].read()
     start_response('200 OK', TEXT)
     return [b'%d:%s' % (len(data), data[:16])]
+
+
+def digest(environ, start_response):
+    """Reads the body 64 KiB at a time -> 'length:sha256'."""
+    inp, h, n = environ['wsgi.input'], hashlib.sha256(), 0
+    while True:
+        chunk = inp.read(65536)
+        if not chunk:
+            break
+        h.update(chunk)
+        n += len(chunk)
+    start_response('200 OK', TEXT)
+    return [b'%d:%s' % (n, h.hexdigest().encode())]
 
 
 def readlines(environ, start_response):
@@ -292,7 +306,7 @@ ROUTES = {
     '/str': str_body, '/nul-header': nul_header, '/latin-header': latin_header,
     '/headers-tuple': bad_headers_type, '/bad-status': bad_status, '/raise': raises,
     '/raise-iter': raises_in_iteration, '/raise-close': raises_in_close,
-    '/no-start': no_start, '/stream-echo': stream_echo, '/read-all': read_all,
+    '/no-start': no_start, '/stream-echo': stream_echo, '/read-all': read_all, '/digest': digest,
     '/readlines': readlines, '/read-types': read_none_and_types, '/abort': abort,
     '/file': file_fd, '/file-iter': file_iter, '/infinite': infinite,
     '/write-forever': write_forever, '/env': env_dump, '/slow': slow, '/big': big,
