@@ -19,8 +19,10 @@ import (
 // a round trip through the disk: when memory is full the pump first waits up to
 // pumpSpillAfter for the client to take some, as long as the client keeps taking bytes, and
 // spills as soon as the client stalls for pumpStall. From then on that response spills
-// without waiting, until the client has taken every spilled byte, so a client that reads
-// nothing holds the worker pumpStall once. Blocks
+// without waiting, so a client that reads nothing holds the worker pumpStall once, until
+// the client shows it was only the machine that stalled: it takes every spilled byte, or
+// pumpMemory within pumpSpillAfter (a reader of 25 MB/s or more; a slow client, such as a
+// phone on a weak link, never does). Blocks
 // queued while the client is behind are coalesced into pumpSlab-sized buffers (reused across
 // responses), so the client gets fewer, larger writes.
 const (
@@ -62,6 +64,9 @@ type pump struct {
 	done     chan struct{}
 	slabs    *sync.Pool // of *[]byte with cap pumpSlab
 	slow     bool       // the client stalled while memory was full: spill from now on
+	sent     int64      // bytes written to the client so far
+	since    time.Time  // slow: when the client's current pace window began
+	sentThen int64      // slow: sent at since
 	gen      int        // the wait in progress (waitForRoom)
 	stalled  int        // the last wait whose pumpStall timer fired
 	writes   int        // items written to the client so far: the client's progress
@@ -100,9 +105,7 @@ func (p *pump) queue(b []byte, r *protocol.Ring, slot int) error {
 	if p.err != nil {
 		return p.err
 	}
-	if p.slow && p.pending == int64(p.memBytes) {
-		// The client took every spilled byte: it was only briefly behind (a stall of the
-		// machine, not of the client), so memory is worth waiting for again.
+	if p.slow && p.caughtUp() {
 		p.slow = false
 	}
 	if p.memBytes+len(b) > pumpMemory && !p.slow {
@@ -148,9 +151,25 @@ func (p *pump) waitForRoom(n int) {
 		t.Stop()
 		if full() && (p.writes == seen || time.Now().After(giveUp)) {
 			p.slow = true
+			p.since, p.sentThen = time.Now(), p.sent
 			return
 		}
 	}
+}
+
+// caughtUp reports whether a slow client proved fast after all: it took every spilled
+// byte, or pumpMemory within pumpSpillAfter (then it was only briefly behind, a stall of
+// the machine, and memory is worth waiting for again). A window that ends without that
+// pace starts the next one.
+func (p *pump) caughtUp() bool {
+	if p.pending == int64(p.memBytes) {
+		return true
+	}
+	if now := time.Now(); now.Sub(p.since) > p.spillAfter {
+		p.since, p.sentThen = now, p.sent
+		return false
+	}
+	return p.sent-p.sentThen >= pumpMemory
 }
 
 // appendMem queues a copy of b in memory, in the last queued buffer when it has room (the
@@ -287,6 +306,9 @@ func (p *pump) run() {
 			p.err = err
 		}
 		p.writes++
+		if err == nil {
+			p.sent += it.n
+		}
 		p.wake.Broadcast()
 		p.mu.Unlock()
 		if err != nil {

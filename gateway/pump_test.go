@@ -127,3 +127,60 @@ func TestPumpClientThatCatchesUpLeavesTheDisk(t *testing.T) {
 		t.Fatalf("got %d bytes, want %d (or out of order)", g.buf.Len(), len(want))
 	}
 }
+
+// A client that stalled once and then reads fast, though it never catches up with a
+// producer that is faster still, leaves the disk: it took pumpMemory within
+// pumpSpillAfter, so it was the machine that stalled. (A 5 ms stall used to send the rest
+// of a 100 MiB stream through the disk.)
+func TestPumpFastClientAfterAStallLeavesTheDisk(t *testing.T) {
+	g := &gateWriter{open: make(chan struct{}), h: http.Header{}}
+	p := newPump(g, nil)
+	p.stall = 20 * time.Millisecond
+	want := pushBlocks(t, p, 40) // the client takes nothing: spills
+	p.mu.Lock()
+	stalled := p.slow
+	p.spillAfter = time.Second // a loaded machine cannot make the fast client look slow
+	p.mu.Unlock()
+	if !stalled {
+		t.Fatal("a client that took nothing did not make the pump spill")
+	}
+	close(g.open)
+	left := false
+	for i := 0; i < 100 && !left; i++ {
+		want = append(want, pushBlocks(t, p, 1)...)
+		p.mu.Lock()
+		left = !p.slow && p.pending > int64(p.memBytes) // back to memory, spilled bytes still queued
+		p.mu.Unlock()
+	}
+	p.close()
+	if err := p.wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !left {
+		t.Error("a client that reads fast after one stall kept the response on the disk until it took every spilled byte")
+	}
+	if !bytes.Equal(g.buf.Bytes(), want) {
+		t.Fatalf("got %d bytes, want %d (or out of order)", g.buf.Len(), len(want))
+	}
+}
+
+// A client that reads, but slowly (a phone on a weak link), stays slow: the producer is
+// not paced by it.
+func TestPumpSlowReaderStaysOnTheDisk(t *testing.T) {
+	g := &gateWriter{open: make(chan struct{}), h: http.Header{}, delay: 50 * time.Millisecond}
+	p := newPump(g, nil)
+	p.stall = 20 * time.Millisecond
+	close(g.open)
+	start := time.Now()
+	want := pushBlocks(t, p, 100) // 6.25 MiB; at the client's pace (64 KiB per 50 ms) 5 s
+	if held := time.Since(start); held > 2*time.Second {
+		t.Errorf("the producer was held %v by a client reading 1.3 MB/s", held)
+	}
+	p.close()
+	if err := p.wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(g.buf.Bytes(), want) {
+		t.Fatalf("got %d bytes, want %d (or out of order)", g.buf.Len(), len(want))
+	}
+}
