@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -130,4 +131,52 @@ func firstDiff(a, b []byte) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// TestRingOutlivesItsWorker: a worker killed while a slow client's response still holds
+// its ring slots leaves Caddy with a mapping it keeps until those slots are written or
+// dropped: the client gets a broken response, never a complete-looking one or a crash, and
+// the next worker serves intact streams.
+func TestRingOutlivesItsWorker(t *testing.T) {
+	t.Parallel()
+	c := startCaddy(t, wsgiSite(localSite, "behave", "workers 1"))
+	const total = 40 << 20
+	want := pattern(total)
+	url := fmt.Sprintf("%s/pattern-stream?total=%d&sizes=65536", c.URL, total)
+	resp, err := testClient.Get(url + "&pace=0.005") // 640 blocks: 3.2 s of producing
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(resp.Header.Get("X-Pid"))
+	if pid == 0 {
+		t.Fatalf("no worker pid: %q", resp.Header.Get("X-Pid"))
+	}
+	var got bytes.Buffer
+	if _, err := io.CopyN(&got, resp.Body, 256<<10); err != nil {
+		t.Fatal(err)
+	}
+	// The worker goes on: the socket buffers fill, then the pump's memory (ring slots),
+	// then the spill file.
+	time.Sleep(time.Second)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	_, err = io.Copy(&got, resp.Body)
+	resp.Body.Close()
+	if err == nil && got.Len() == total {
+		t.Fatal("a stream cut by the worker's death looked complete")
+	}
+	if n := min(got.Len(), total); !bytes.Equal(got.Bytes()[:n], want[:n]) {
+		t.Errorf("the bytes before the break differ at %d", firstDiff(got.Bytes()[:n], want[:n]))
+	}
+	for i := 0; i < 3; i++ {
+		resp, body := get(t, url)
+		if resp.StatusCode != 200 || !bytes.Equal(body, want) {
+			t.Fatalf("after the kill: %d, %d bytes, first difference at %d", resp.StatusCode, len(body), firstDiff(body, want))
+		}
+	}
+	if err := syscall.Kill(c.Pid(), 0); err != nil {
+		t.Fatalf("caddy is gone: %v", err)
+	}
 }

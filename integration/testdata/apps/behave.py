@@ -93,11 +93,13 @@ _PATTERNS = {}
 
 
 def pattern_stream(environ, start_response):
-    """pattern(total) in blocks of the sizes given (cycled), from a generator; with
-    list=1, as a list of one bytes (the single-frame path)."""
+    """pattern(total) in blocks of the sizes given (cycled), from a generator that sleeps
+    `pace` seconds between blocks; with list=1, as a list of one bytes (the single-frame
+    path)."""
     q = _q(environ)
     total = int(q["total"])
     sizes = [int(x) for x in q.get("sizes", "65536").split(",")]
+    pace = float(q.get("pace", "0"))
     data = _PATTERNS.get(total)
     if data is None:
         data = _PATTERNS[total] = pattern(total)
@@ -111,6 +113,8 @@ def pattern_stream(environ, start_response):
         pos, i = 0, 0
         while pos < total:
             n = sizes[i % len(sizes)]
+            if pace and i:
+                time.sleep(pace)
             yield bytes(view[pos:pos + n])
             pos += n
             i += 1
