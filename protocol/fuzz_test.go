@@ -14,6 +14,8 @@ func FuzzConnReadFrame(f *testing.F) {
 	f.Add(AppendFrame(nil, TypeFile, make([]byte, 16)))
 	f.Add(AppendFrame(nil, TypeLog, []byte("\x02boom")))
 	f.Add(AppendFrame(AppendFrame(nil, TypeBody, []byte("x")), TypeEnd, nil))
+	f.Add(AppendFrame(nil, TypeRing, []byte{0, 0, 0, 32, 0, 1, 0, 0, 0, 4, 0, 0}))
+	f.Add(AppendFrame(nil, TypeRingBody, []byte{3, 0, 1, 0, 0}))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x10})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, theirs, err := Socketpair()
@@ -42,6 +44,10 @@ func FuzzConnReadFrame(f *testing.F) {
 				c.TakeFile("fuzz")
 			case TypeLog:
 				DecodeLog(p)
+			case TypeRing:
+				c.AttachRing(p) // no descriptor came with it: refused
+			case TypeRingBody:
+				c.TakeRingBody(p) // no ring: refused
 			}
 			DecodeRequest(p)
 		}
