@@ -24,7 +24,8 @@ import (
 //
 //	go test ./gateway -run '^$' -bench Bridge -benchtime 20000x
 //
-// BRIDGE_PATH picks the route (default /; /stream streams 5 blocks), BRIDGE_WORKERS and
+// BRIDGE_PATH picks the route (default /; /stream streams 5 blocks; /framework answers as
+// Flask and Django do: an iterator, with Content-Length), BRIDGE_WORKERS and
 // BRIDGE_CONC the pool size and the concurrency (default 2 and 64).
 func BenchmarkBridge(b *testing.B) {
 	workers := envInt("BRIDGE_WORKERS", 2)

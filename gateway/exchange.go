@@ -84,6 +84,11 @@ func (ex *exchange) run() bool {
 			return healthy
 		}
 		if ex.stopWatch == nil {
+			if ex.started && ex.remaining == 0 {
+				// The body is whole (Content-Length reached: Flask's and Django's one block);
+				// only END is to come, so there is nothing to cancel.
+				continue
+			}
 			ex.watchClient() // a streamed response or body: it may last
 			ex.resetDeadline(time.Now())
 		} else if t == protocol.TypeBody || t == protocol.TypeRingBody || t == protocol.TypeFile || t == protocol.TypeRead {

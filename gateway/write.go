@@ -66,8 +66,15 @@ func (ex *exchange) writeBody(b []byte, flush bool) {
 	if b == nil {
 		return
 	}
-	if ex.pump == nil && !flush && len(b) <= directWrite {
-		if _, err := ex.w.Write(b); err != nil {
+	if ex.pump == nil && len(b) <= directWrite && (!flush || ex.remaining == 0) {
+		// The whole body, or the block that completes Content-Length (what Flask and
+		// Django send, then END): it fits the socket buffers, so no pump is needed. A flush
+		// now costs nothing more: it is the write the end of the response would do.
+		_, err := ex.w.Write(b)
+		if err == nil && flush {
+			err = http.NewResponseController(ex.w).Flush()
+		}
+		if err != nil {
 			ex.clientGone(err)
 		}
 		return

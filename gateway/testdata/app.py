@@ -16,6 +16,10 @@ def application(environ, start_response):
     if path == '/stream':
         start_response('200 OK', [('Content-Type', 'text/plain')])
         return (b'chunk%d\n' % i for i in range(5))
+    if path == '/framework':
+        # As Flask and Django answer: an iterable that is not a list, with Content-Length.
+        start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', '5')])
+        return iter([b'hello'])
     if path == '/slow':
         time.sleep(float(environ.get('QUERY_STRING') or '0.05'))
     start_response('200 OK', [('Content-Type', 'text/plain')])

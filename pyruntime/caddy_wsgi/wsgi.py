@@ -106,6 +106,20 @@ class InputStream:
         return line
 
 
+def content_length(headers):
+    """The response's one Content-Length as an int, or -1 (none, several, or not a number)."""
+    found = -1
+    for name, value in headers:
+        if len(name) == 14 and name.lower() == 'content-length':
+            if found >= 0:
+                return -1
+            try:
+                found = int(value)
+            except ValueError:
+                return -1
+    return found
+
+
 def _size_arg(size):
     if size is None:
         return -1
