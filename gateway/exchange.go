@@ -39,6 +39,7 @@ type exchange struct {
 	started    bool        // HEADERS received
 	written    bool        // WriteHeader called
 	remaining  int64       // bytes the app's Content-Length still allows, or -1
+	overran    bool        // the app sent more than its Content-Length
 	discard    bool        // stop writing: client gone or response already failed
 	abort      bool        // the handler must abort the HTTP response
 	bodyEOF    bool
@@ -84,9 +85,10 @@ func (ex *exchange) run() bool {
 			return healthy
 		}
 		if ex.stopWatch == nil {
-			if ex.started && ex.remaining == 0 {
+			if ex.started && ex.remaining == 0 && !ex.overran {
 				// The body is whole (Content-Length reached: Flask's and Django's one block);
-				// only END is to come, so there is nothing to cancel.
+				// only END is to come, so there is nothing to cancel. An app that goes on past
+				// its length is watched as any stream.
 				continue
 			}
 			ex.watchClient() // a streamed response or body: it may last

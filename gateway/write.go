@@ -120,6 +120,7 @@ func (ex *exchange) admit(b []byte, flush bool) []byte {
 		if int64(len(b)) > ex.remaining {
 			ex.logger().Warn("application sent more bytes than its Content-Length; truncated")
 			b = b[:ex.remaining]
+			ex.overran = true
 		}
 		ex.remaining -= int64(len(b))
 	}
