@@ -294,12 +294,13 @@ func (p *pump) run() {
 		p.mu.Lock()
 		if it.file == nil {
 			p.pending -= it.n
-			if it.ring != nil {
+			if !it.spill {
 				p.memBytes -= len(it.data)
-				it.ring.Free(it.slot)
-			} else if !it.spill {
-				p.memBytes -= len(it.data)
-				p.recycle(it.data)
+				if it.ring != nil {
+					it.ring.Free(it.slot)
+				} else {
+					p.recycle(it.data)
+				}
 			}
 		}
 		if err != nil {

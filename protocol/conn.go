@@ -169,6 +169,8 @@ func (c *Conn) AttachRing(p []byte) error {
 }
 
 // Inbound is the ring's inbound area, or nil: where a READ may be answered (DATA_RING).
+// The worker reads it only until its next READ. It stays mapped while an exchange runs:
+// a channel is closed only once its exchange has released it.
 func (c *Conn) Inbound() []byte {
 	c.fdMu.Lock()
 	defer c.fdMu.Unlock()

@@ -89,10 +89,6 @@ func (r *Ring) Take(slot, n int) ([]byte, error) {
 	return r.mem[off : off+n : off+n], nil
 }
 
-// Inbound is the area request body bytes are read into to answer a READ with DATA_RING
-// (empty if the worker made none). The worker reads it only until its next READ.
-func (r *Ring) Inbound() []byte { return r.inbound }
-
 // Free gives a slot back to the worker.
 func (r *Ring) Free(slot int) {
 	r.held.And(^(uint64(1) << slot))

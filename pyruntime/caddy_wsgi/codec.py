@@ -68,8 +68,10 @@ _U32 = struct.Struct('>I')
 _HEAD_U32 = struct.Struct('>IBI')  # READ frame
 _FILE_PAYLOAD = struct.Struct('>Qq')
 _HEAD_FILE = struct.Struct('>IBQq')
-_HEAD_RING_BODY = struct.Struct('>IBBI')  # RING_BODY, DATA_RING: + u8 slot/flags, u32 length
-_HEAD_RING = struct.Struct('>IBIII')  # RING: + u32 slots, u32 slot size, u32 inbound size
+_RING_BODY = struct.Struct('>BI')  # RING_BODY, DATA_RING payload: u8 slot/flags, u32 length
+_RING = struct.Struct('>III')  # RING payload: u32 slots, u32 slot size, u32 inbound size
+_HEAD_RING_BODY = struct.Struct('>IB' + _RING_BODY.format[1:])
+_HEAD_RING = struct.Struct('>IB' + _RING.format[1:])
 
 
 class ProtocolError(Exception):
@@ -208,14 +210,25 @@ def decode_data_view(p):
     """DATA payload -> (flags, a view of the bytes): no copy, valid while `p` is."""
     if not len(p):
         raise ProtocolError('empty DATA payload')
-    flags = p[0]
+    _check_data(p[0], len(p) - 1)
+    return p[0], p[1:]
+
+
+def decode_data_ring(p):
+    """DATA_RING payload -> (flags, how many bytes of the ring's inbound area)."""
+    flags, n = _RING_BODY.unpack(p)
+    _check_data(flags, n)
+    return flags, n
+
+
+def _check_data(flags, n):
+    """The rules of DATA (and DATA_RING) for its flags and its n body bytes."""
     if flags & ~(FLAG_EOF | FLAG_ABORTED):
         raise ProtocolError('DATA has unknown flags 0x%02x' % flags)
-    if flags & FLAG_ABORTED and len(p) > 1:
+    if flags & FLAG_ABORTED and n:
         raise ProtocolError('DATA with ABORTED carries bytes')
-    if not flags and len(p) == 1:
+    if not flags and not n:
         raise ProtocolError('DATA without EOF carries no bytes')
-    return flags, p[1:]
 
 
 def decode_ws_message(p):
@@ -331,11 +344,11 @@ def _decode_ready(p):
 
 
 def _decode_ring_body(p):
-    return tuple(_HEAD_RING_BODY.unpack_from(bytes(5) + bytes(p))[2:])
+    return _RING_BODY.unpack(p)
 
 
 def _decode_ring(p):
-    return tuple(_HEAD_RING.unpack_from(bytes(5) + bytes(p))[2:])
+    return _RING.unpack(p)
 
 
 _DECODERS = {
@@ -346,7 +359,7 @@ _DECODERS = {
     WS_RECEIVE: decode_ws_message, WS_DISCONNECT: decode_ws_close,
     WS_ACCEPT: _decode_block, WS_SEND: decode_ws_message, WS_CLOSE: decode_ws_close,
     TRAILERS: _decode_block, INFORMATIONAL: _decode_block,
-    RING_BODY: _decode_ring_body, RING: _decode_ring, DATA_RING: _decode_ring_body,
+    RING_BODY: _decode_ring_body, RING: _decode_ring, DATA_RING: decode_data_ring,
 }
 
 

@@ -6,11 +6,11 @@ import array
 import mmap
 import os
 import socket
-import struct
 
 from .codec import (
-    CANCEL, DATA, DATA_RING, FLAG_ABORTED, FLAG_EOF, FLAG_FINAL, HEAD, INBOUND_TYPES, MAX_HEADER_BLOCK, MAX_PAYLOAD, REQUEST, BODY,
-    END_FRAME, ProtocolError, check_header, decode_data_view, encode_body, encode_log,
+    CANCEL, DATA, DATA_RING, FLAG_FINAL, HEAD, INBOUND_TYPES, MAX_HEADER_BLOCK, MAX_PAYLOAD, REQUEST,
+    BODY, END_FRAME, ProtocolError, check_header, decode_data_ring, decode_data_view, encode_body,
+    encode_log,
     encode_read, encode_ring, encode_ring_body, frame_head, headers_prefix)
 from .process import violation
 
@@ -31,7 +31,6 @@ _RING_INBOUND = 256 * 1024  # then where Caddy reads request body bytes (its lar
 _RING_INBOUND_AT = _RING_CONTROL + _RING_SLOTS * _RING_SLOT
 _RING_MIN = 16 * 1024
 HAVE_RING = hasattr(os, 'memfd_create') and CAN_SEND_FDS
-_RING_DATA = struct.Struct('>BI')  # DATA_RING payload: flags, length
 
 
 class ClientDisconnected(OSError):
@@ -176,10 +175,11 @@ class BlockingChannel:
                 self.cancelled = True  # the DATA answering our READ still comes
             else:
                 violation('REQUEST while the previous one is in flight')
-        if ftype == DATA_RING:
-            return self._ring_data(payload, n)
         try:
-            flags, data = decode_data_view(payload)
+            if ftype == DATA_RING:
+                flags, data = self._ring_data(payload)
+            else:
+                flags, data = decode_data_view(payload)
         except ProtocolError as e:
             violation(e)
         if len(data) > n:
@@ -294,12 +294,12 @@ class BlockingChannel:
         if tail:
             self.send(tail)
 
-    def _ring_data(self, payload, n):
-        flags, length = _RING_DATA.unpack(payload)
-        if self.ring is None or flags & ~(FLAG_EOF | FLAG_ABORTED) or length > min(n, _RING_INBOUND) \
-                or (flags & FLAG_ABORTED and length) or (not flags and not length):
-            violation('DATA_RING (flags 0x%02x, %d bytes) does not answer a READ of %d' % (flags, length, n))
-        return flags, self.ring[_RING_INBOUND_AT:_RING_INBOUND_AT + length]
+    def _ring_data(self, payload):
+        """A DATA_RING -> (flags, a view of the inbound area's bytes, valid until the next READ)."""
+        flags, n = decode_data_ring(payload)
+        if self.ring is None or n > _RING_INBOUND:
+            raise ProtocolError('DATA_RING of %d bytes without a ring or past its inbound area' % n)
+        return flags, self.ring[_RING_INBOUND_AT:_RING_INBOUND_AT + n]
 
     def _make_ring(self):
         """Create the ring and hand it to Caddy -> its memoryview, or None (no memory or
